@@ -1,0 +1,318 @@
+"""The policy decision point: compile once, decide many times.
+
+``PolicyEngine(compiled, environment)`` turns the environment (organisations, Section 75
+agreements, teams, services) into Cedar entities once; ``decide(request)`` adds only
+the person (and record) per request and evaluates the pre-parsed policy set. ``decide``
+is a pure function of the engine and the request and never raises: any error yields a
+deny that names the error (fail closed). Cedar's semantics hold: default deny, and a
+matching forbid overrides every permit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import cedarpy
+
+from policies import schema as names
+from policies.bundle import CompiledBundle
+from policies.errors import PolicyError, PolicyErrorCode
+from policies.model import (
+    RELEASE_ACTION,
+    SET_FACTS,
+    BreakGlassAlert,
+    Decision,
+    Environment,
+    Obligation,
+    PersonFacts,
+    Request,
+)
+from policies.obligations import Outcome, find_obligations
+from policies.release import decide_release
+
+
+def _uid(entity_type: str, entity_id: str) -> dict[str, str]:
+    return {"type": entity_type, "id": entity_id}
+
+
+def _ref(entity_type: str, entity_id: str) -> dict[str, dict[str, str]]:
+    return {"__entity": _uid(entity_type, entity_id)}
+
+
+def environment_entities(environment: Environment) -> list[dict[str, Any]]:
+    """Return the environment as Cedar JSON entities (organisations, functions, teams, services).
+
+    Section 75 partners are derived from the agreements, so they are always symmetric.
+    """
+    entities: list[dict[str, Any]] = []
+    for org in environment.organisations:
+        entities.append(
+            {
+                "uid": _uid(names.ORGANISATION, org.id),
+                "attrs": {
+                    "name": org.name,
+                    "kind": org.kind,
+                    "memberships": sorted(set(org.memberships)),
+                    "section75_partners": [
+                        _ref(names.ORGANISATION, p) for p in sorted(environment.partners(org.id))
+                    ],
+                },
+                "parents": [],
+            }
+        )
+    functions = sorted({f for team in environment.teams for f in team.functions})
+    entities.extend({"uid": _uid(names.FUNCTION, f), "attrs": {}, "parents": []} for f in functions)
+    for team in environment.teams:
+        entities.append(
+            {
+                "uid": _uid(names.TEAM, team.id),
+                "attrs": {"name": team.name, "organisation": _ref(names.ORGANISATION, team.organisation)},
+                "parents": [_uid(names.FUNCTION, f) for f in sorted(set(team.functions))],
+            }
+        )
+    for service in environment.services:
+        entities.append({"uid": _uid(names.SERVICE, service.id), "attrs": {"name": service.name}, "parents": []})
+    return entities
+
+
+class PolicyEngine:
+    """Evaluates one compiled bundle against one environment; immutable and thread-safe."""
+
+    def __init__(self, compiled: CompiledBundle, environment: Environment) -> None:
+        """Build the engine. Raises PolicyError(ENVIRONMENT_INVALID) listing every problem."""
+        problems = environment.problems()
+        if problems:
+            raise PolicyError(PolicyErrorCode.ENVIRONMENT_INVALID, "invalid environment", problems)
+        self._compiled = compiled
+        self._environment = environment
+        self._organisations = frozenset(o.id for o in environment.organisations)
+        self._teams = frozenset(t.id for t in environment.teams)
+        self._services = frozenset(s.id for s in environment.services)
+        try:
+            self._base = cedarpy.Entities.from_json_str(
+                json.dumps(environment_entities(environment)), compiled.schema
+            )
+        except ValueError as error:
+            raise PolicyError(
+                PolicyErrorCode.ENVIRONMENT_INVALID, "the environment does not fit the schema", [str(error)]
+            ) from error
+
+    @property
+    def compiled(self) -> CompiledBundle:
+        """The compiled bundle this engine evaluates."""
+        return self._compiled
+
+    @property
+    def environment(self) -> Environment:
+        """The environment the engine was built with."""
+        return self._environment
+
+    @property
+    def label(self) -> str:
+        """``name@version`` of the bundle, recorded in every decision."""
+        return self._compiled.label
+
+    # --- the decision ------------------------------------------------------------------
+
+    def decide(self, request: Request) -> Decision:
+        """Return the Decision for ``request``.
+
+        A permit carries the permitting policy ids, any break-glass alert obligation
+        and, for ``sign_in``, the released attributes. A deny carries the forbids that
+        matched (or nothing: default deny) and the obligations (step-up, break-glass)
+        that would turn it into a permit. Any error during evaluation gives a deny whose
+        ``errors`` say why (fail closed). Raises PolicyError(INVALID_INPUT) only when
+        ``request`` is not a Request at all (there is nothing to attach a decision to).
+        """
+        if not isinstance(request, Request):
+            raise PolicyError(
+                PolicyErrorCode.INVALID_INPUT,
+                f"decide() needs a policies.model.Request, not {type(request).__name__}",
+            )
+        try:
+            return self._decide(request)
+        except PolicyError as error:
+            return self._failed(request, [f"{error.code.value}: {error.detail}", *error.problems])
+        except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
+            return self._failed(request, [f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}"])
+
+    def _decide(self, request: Request) -> Decision:
+        person = request.person
+        unknown = self._unknown_references(request)
+        if unknown:
+            return self._failed(request, unknown)
+        grant = person.break_glass
+        grant_active = grant is not None and grant.active_at(request.now)
+        current = self.evaluate(request, person.assurance, grant_active)
+        if current.errors:
+            return self._failed(request, list(current.errors), policy_ids=current.policy_ids)
+        if not current.allowed:
+            obligations = find_obligations(
+                lambda level, glass: self.evaluate(request, level, glass), person.assurance, grant_active
+            )
+            return Decision(
+                request=request,
+                allowed=False,
+                policy_ids=current.policy_ids,
+                bundle=self.label,
+                obligations=obligations,
+                withheld=_all_candidates(request),
+                break_glass_active=grant_active,
+            )
+        obligations_list: list[Obligation] = []
+        if grant_active and grant is not None:
+            without = self.evaluate(request, person.assurance, False)
+            if not without.clean_permit:
+                obligations_list.append(
+                    BreakGlassAlert(
+                        organisation=person.organisation,
+                        reason_code=grant.reason_code,
+                        expires_at=grant.expires_at,
+                        policy_ids=current.policy_ids,
+                    )
+                )
+        released: tuple[str, ...] = ()
+        reasons: dict[str, tuple[str, ...]] = {}
+        withheld: tuple[str, ...] = _all_candidates(request)
+        if request.action == "sign_in":
+            result = decide_release(
+                person,
+                request.requested_attributes,
+                lambda attrs: self._evaluate_release(request, grant_active, attrs),
+            )
+            released, reasons, withheld = result.released, result.reasons, result.withheld
+        return Decision(
+            request=request,
+            allowed=True,
+            policy_ids=current.policy_ids,
+            bundle=self.label,
+            obligations=tuple(obligations_list),
+            released=released,
+            release_policy_ids=reasons,
+            withheld=withheld,
+            break_glass_active=grant_active,
+        )
+
+    def _unknown_references(self, request: Request) -> list[str]:
+        problems: list[str] = []
+        if request.person.organisation not in self._organisations:
+            problems.append(f"unknown organisation {request.person.organisation!r}")
+        if request.service not in self._services:
+            problems.append(f"unknown service {request.service!r}")
+        if request.record is not None and request.record.home_borough not in self._organisations:
+            problems.append(f"unknown home borough {request.record.home_borough!r}")
+        return problems
+
+    def _failed(self, request: Request, errors: Sequence[str], policy_ids: tuple[str, ...] = ()) -> Decision:
+        return Decision(
+            request=request,
+            allowed=False,
+            policy_ids=policy_ids,
+            bundle=self.label,
+            withheld=_all_candidates(request),
+            errors=tuple(errors),
+        )
+
+    # --- Cedar evaluation ----------------------------------------------------------------
+
+    def person_entities(self, request: Request, assurance: int, break_glass: bool) -> cedarpy.Entities:
+        """Return the environment plus this person (and record) as Cedar entities.
+
+        Teams the environment does not know are left out (they cannot grant anything).
+        Raises PolicyError(INVALID_INPUT) if the person does not fit the schema.
+        """
+        person = request.person
+        attrs: dict[str, Any] = {
+            "organisation": _ref(names.ORGANISATION, person.organisation),
+            "kind": str(person.facts["kind"].value),
+            "assurance": assurance,
+            "break_glass": break_glass,
+        }
+        for name in SET_FACTS:
+            if name != "teams":
+                attrs[name] = sorted(set(person.strings(name)))
+        delta: list[dict[str, Any]] = [
+            {
+                "uid": _uid(names.PERSON, person.subject),
+                "attrs": attrs,
+                "parents": [_uid(names.TEAM, t) for t in sorted(set(person.strings("teams"))) if t in self._teams],
+            }
+        ]
+        if request.record is not None:
+            delta.append(
+                {
+                    "uid": _uid(names.RECORD, request.record.id),
+                    "attrs": {"home_borough": _ref(names.ORGANISATION, request.record.home_borough)},
+                    "parents": [_uid(names.SERVICE, request.service)],
+                }
+            )
+        try:
+            return self._base.with_added_json_str(json.dumps(delta), self._compiled.schema)
+        except ValueError as error:
+            raise PolicyError(
+                PolicyErrorCode.INVALID_INPUT, "the person does not fit the schema", [str(error)]
+            ) from error
+
+    def _cedar_request(self, request: Request, action: str, context: dict[str, Any]) -> dict[str, Any]:
+        if request.record is not None:
+            resource = _uid(names.RECORD, request.record.id)
+        else:
+            resource = _uid(names.SERVICE, request.service)
+        return {
+            "principal": _uid(names.PERSON, request.person.subject),
+            "action": _uid(names.ACTION, action),
+            "resource": resource,
+            "context": context,
+        }
+
+    def evaluate(self, request: Request, assurance: int, break_glass: bool) -> Outcome:
+        """Evaluate ``request`` as if the person had ``assurance`` and ``break_glass``.
+
+        Returns the Outcome (permitted?, deciding @ids, evaluation errors); raises
+        PolicyError(INVALID_INPUT) if the person does not fit the schema.
+        """
+        entities = self.person_entities(request, assurance, break_glass)
+        result = cedarpy.is_authorized(
+            self._cedar_request(request, request.action, {}),
+            self._compiled.policy_set,
+            entities,
+            self._compiled.schema,
+        )
+        return _outcome(result)
+
+    def _evaluate_release(self, request: Request, break_glass: bool, attributes: Sequence[str]) -> list[Outcome]:
+        entities = self.person_entities(request, request.person.assurance, break_glass)
+        cedar_requests = [
+            {
+                **self._cedar_request(request, RELEASE_ACTION, {"attribute": attribute}),
+                "resource": _uid(names.SERVICE, request.service),
+            }
+            for attribute in attributes
+        ]
+        results = cedarpy.is_authorized_batch(
+            cedar_requests, self._compiled.policy_set, entities, self._compiled.schema
+        )
+        return [_outcome(r) for r in results]
+
+
+def _outcome(result: cedarpy.AuthzResult) -> Outcome:
+    diagnostics = result.diagnostics
+    by_reason = diagnostics.id_annotations_by_reason
+    policy_ids = tuple(sorted(by_reason.get(r, r) for r in diagnostics.reasons))
+    errors = tuple(str(e) for e in diagnostics.errors)
+    return Outcome(allowed=result.allowed, policy_ids=policy_ids, errors=errors)
+
+
+def _all_candidates(request: Request) -> tuple[str, ...]:
+    if request.action != "sign_in":
+        return ()
+    if request.requested_attributes is not None:
+        return tuple(sorted(set(request.requested_attributes)))
+    return tuple(sorted(request.person.facts))
+
+
+def decide(engine: PolicyEngine, request: Request) -> Decision:
+    """Return ``engine.decide(request)``: the module-level form of the pure decision function."""
+    return engine.decide(request)
