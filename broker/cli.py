@@ -1,0 +1,203 @@
+"""The ``supercloud`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from broker.errors import BrokerError
+from config import ConfigError, Settings, load_settings
+from config.loader import config_path
+from federation.errors import FederationError
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(config_path(ctx.obj["config"]))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="configuration file (default: $SUPERCLOUD_CONFIG)")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """London Supercloud identity broker."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration files."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--no-secrets", is_flag=True, help="do not require the referenced secrets to be readable")
+def config_check(file: str, no_secrets: bool) -> None:
+    """Validate FILE, listing every problem with its path."""
+    try:
+        settings = load_settings(file, resolve_secrets=not no_secrets)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(
+        f"{file}: OK ({len(settings.organisations)} organisations, {len(settings.applications)} applications, "
+        f"{settings.broker.environment})"
+    )
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply every pending migration."""
+    from broker.bootstrap import migrate
+
+    migrate(_settings(ctx))
+    click.echo("database is up to date")
+
+
+@cli.command("init")
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Migrate, create signing keys and register the configured applications (idempotent)."""
+    from broker.bootstrap import initialise
+
+    result = _guard(lambda: initialise(_settings(ctx)))
+    click.echo(f"initialised: {len(result.created_keys)} new signing keys, {len(result.applications)} applications")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Signing keys."""
+
+
+@keys_group.command("init")
+@click.pass_context
+def keys_init(ctx: click.Context) -> None:
+    """Create a current and a next key for each algorithm where missing."""
+    services = _services(ctx)
+    created = services.keyring.ensure()
+    click.echo(f"created {len(created)} keys")
+
+
+@keys_group.command("rotate")
+@click.option("--alg", type=click.Choice(["ES256", "RS256"]), required=True)
+@click.pass_context
+def keys_rotate(ctx: click.Context, alg: str) -> None:
+    """Promote the next key to current; the old current stays published as previous."""
+    from broker.audit import AuditEvent
+
+    services = _services(ctx)
+    kid = _guard(lambda: services.keyring.rotate(alg))  # type: ignore[arg-type]
+    services.audit.append(AuditEvent("keys_rotated", "success", actor="cli", details={"alg": alg, "current": kid}))
+    click.echo(f"{alg}: current key is now {kid}")
+
+
+@cli.group("clients")
+def clients_group() -> None:
+    """Registered applications."""
+
+
+@clients_group.command("add")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.pass_context
+def clients_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...], post_logout: tuple[str, ...], as_json: bool) -> None:
+    """Register an application; prints its client id and secret once."""
+    from broker.audit import AuditEvent
+
+    services = _services(ctx)
+    try:
+        new = services.clients.add(name, list(redirect_uris), list(post_logout))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    services.audit.append(
+        AuditEvent("client_registered", "success", actor="cli", client_id=new.client.client_id,
+                   details={"name": name, "redirect_uris": list(redirect_uris)})
+    )
+    if as_json:
+        click.echo(json.dumps({"client_id": new.client.client_id, "client_secret": new.client_secret,
+                               "redirect_uris": list(redirect_uris)}))
+    else:
+        click.echo(f"client_id:     {new.client.client_id}\nclient_secret: {new.client_secret}\n"
+                   "The secret is shown only now; store it in the application's secret store.")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit log."""
+
+
+@audit_group.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Check the hash chain; exits 1 and lists every problem if the log was tampered with."""
+    result = _services(ctx).audit.verify()
+    if result.ok:
+        click.echo(f"audit log intact: {result.records} records")
+        return
+    for problem in result.problems:
+        click.echo(problem, err=True)
+    click.echo(f"audit log TAMPERED: {len(result.problems)} problem(s) in {result.records} records", err=True)
+    sys.exit(1)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")), show_default="8000 or $PORT")
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=4, show_default=True)
+@click.option("--init/--no-init", "do_init", default=True, show_default=True, help="migrate and create keys first")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, workers: int, threads: int, do_init: bool) -> None:
+    """Serve the broker over HTTP."""
+    from broker.bootstrap import initialise
+    from broker.serve import serve
+
+    settings = _settings(ctx)
+    if do_init:
+        _guard(lambda: initialise(settings))
+    else:
+        _guard(lambda: _check_startable(settings))
+    serve(config_path(ctx.obj["config"]), host=host, port=port, workers=workers, threads=threads)
+
+
+def _check_startable(settings: Settings) -> None:
+    from broker.services import build_services
+
+    build_services(settings).engine.dispose()
+
+
+def _services(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from broker.services import build_services
+
+    return _guard(lambda: build_services(_settings(ctx)))
+
+
+def _guard(action):  # type: ignore[no-untyped-def]
+    try:
+        return action()
+    except (BrokerError, FederationError) as exc:
+        raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
+
+
+def main() -> None:
+    """Entry point of the ``supercloud`` console script."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

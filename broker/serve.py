@@ -1,0 +1,45 @@
+"""Serving the broker under gunicorn (several worker processes, any of which can serve any step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from config import load_settings
+
+
+class BrokerServer(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application that builds the Flask app in each worker (no state shared by fork)."""
+
+    def __init__(self, config_path: Path, options: dict[str, Any]) -> None:
+        self._config_path = config_path
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from broker.web.app import create_app
+
+        return create_app(load_settings(self._config_path))
+
+
+def serve(config_path: Path, *, host: str, port: int, workers: int, threads: int) -> None:
+    """Run the broker until interrupted."""
+    BrokerServer(
+        config_path,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread" if threads > 1 else "sync",
+            "accesslog": "-",
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "timeout": 30,
+            "graceful_timeout": 5,
+        },
+    ).run()

@@ -1,0 +1,111 @@
+"""The composition root's wiring: builds every service from validated settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.audit import AuditLog
+from broker.clients import ClientRegistry
+from broker.errors import BrokerError, BrokerErrorCode
+from broker.keyring import KeyRing
+from broker.login import LoginService
+from broker.oidc.provider import Endpoints, OidcProvider
+from broker.oidc.tokens import TokenMinter
+from broker.sessions import SsoSessions
+from broker.state import RedisStateStore, SqlStateStore, StateStore
+from broker.storage.database import make_engine, make_session_factory, resolve_database_url
+from broker.storage.migrate import is_current
+from broker.subjects import Subjects
+from config.schema import Settings
+from federation.keys import MasterKey
+from federation.organisations import OrganisationRegistry
+from federation.registry import build_registry
+
+
+@dataclasses.dataclass
+class Services:
+    """Everything the web layer and the CLI use, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    db: sessionmaker[Session]
+    master_key: MasterKey
+    audit: AuditLog
+    state: StateStore
+    keyring: KeyRing
+    clients: ClientRegistry
+    subjects: Subjects
+    sso: SsoSessions
+    registry: OrganisationRegistry
+    login: LoginService
+    oidc: OidcProvider
+
+
+def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], MasterKey]:
+    """Return the engine, session factory and master key for ``settings``."""
+    engine = make_engine(resolve_database_url(settings.broker.database_url, settings.base_dir))
+    master = MasterKey.from_text(settings.broker.master_key.reveal())
+    return engine, make_session_factory(engine), master
+
+
+def build_services(settings: Settings, *, require_schema: bool = True) -> Services:
+    """Return every service for ``settings``.
+
+    Raises BrokerError(NOT_INITIALISED) if the database is not migrated (with
+    ``require_schema``), and FederationError for a source that cannot be built.
+    """
+    engine, db, master = build_storage(settings)
+    if require_schema and not is_current(engine):
+        raise BrokerError(BrokerErrorCode.NOT_INITIALISED, "the database is not up to date: run 'supercloud db upgrade'")
+    audit = AuditLog(db, master.derive("audit-chain"))
+    state: StateStore = RedisStateStore.from_url(settings.broker.redis_url) if settings.broker.redis_url else SqlStateStore(db)
+    keyring = KeyRing(db, master)
+    clients = ClientRegistry(db, master)
+    subjects = Subjects(db)
+    sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
+    registry = build_registry(settings)
+    endpoints = Endpoints(settings.broker.issuer)
+    minter = TokenMinter(
+        db,
+        keyring,
+        issuer=settings.broker.issuer,
+        access_token_audience=endpoints.userinfo,
+        access_token_lifetime=settings.broker.access_token_lifetime_seconds,
+        id_token_lifetime=settings.broker.id_token_lifetime_seconds,
+    )
+
+    def organisation_name(organisation_id: str) -> str | None:
+        org = registry.get(organisation_id)
+        return org.name if org else None
+
+    oidc = OidcProvider(
+        endpoints=endpoints,
+        clients=clients,
+        state=state,
+        minter=minter,
+        sso=sso,
+        master_key=master,
+        audit=audit.append,
+        organisation_name=organisation_name,
+        code_lifetime=settings.broker.authorization_code_lifetime_seconds,
+        default_alg=settings.broker.default_signing_alg,
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        db=db,
+        master_key=master,
+        audit=audit,
+        state=state,
+        keyring=keyring,
+        clients=clients,
+        subjects=subjects,
+        sso=sso,
+        registry=registry,
+        login=LoginService(registry, subjects, sso, audit.append),
+        oidc=oidc,
+    )

@@ -1,0 +1,103 @@
+"""Server-side single sign-on sessions.
+
+The browser holds only a random cookie value; the database holds its keyed hash, so a
+database reader cannot replay a session. Every sign-in creates a new session with a new
+id (no fixation). ``sid`` is the public session id that tokens carry (OIDC Front/Back-Channel
+Logout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.storage.models import SsoSessionRow
+from broker.storage.types import utcnow
+from federation.identity import Identity
+from federation.keys import MasterKey
+
+COOKIE_LABEL = "sso-cookie"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SsoSession:
+    """A live SSO session."""
+
+    sid: str
+    subject_id: str
+    identity: Identity
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class SsoSessions:
+    """Creates, finds and ends SSO sessions."""
+
+    def __init__(self, sessions: sessionmaker[Session], master_key: MasterKey, lifetime: dt.timedelta) -> None:
+        self._sessions = sessions
+        self._master = master_key
+        self._lifetime = lifetime
+
+    def create(self, identity: Identity, subject_id: str) -> tuple[str, SsoSession]:
+        """Start a session; return (cookie value for the browser, the session)."""
+        cookie = secrets.token_urlsafe(32)
+        now = utcnow()
+        row = SsoSessionRow(
+            sid=secrets.token_urlsafe(16),
+            cookie_hash=self._master.keyed_hash(COOKIE_LABEL, cookie),
+            subject_id=subject_id,
+            identity=identity.to_json(),
+            created_at=now,
+            expires_at=now + self._lifetime,
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+        return cookie, _session(row)
+
+    def find(self, cookie: str | None) -> SsoSession | None:
+        """Return the live session for this cookie value, or None (absent, unknown, expired or ended)."""
+        if not cookie or len(cookie) > 128:
+            return None
+        with self._sessions() as session:
+            row = session.execute(
+                select(SsoSessionRow).where(
+                    SsoSessionRow.cookie_hash == self._master.keyed_hash(COOKIE_LABEL, cookie),
+                    SsoSessionRow.ended_at.is_(None),
+                    SsoSessionRow.expires_at > utcnow(),
+                )
+            ).scalar_one_or_none()
+        return _session(row) if row else None
+
+    def by_sid(self, sid: str) -> SsoSession | None:
+        """Return the live session with public id ``sid``, or None."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(SsoSessionRow).where(
+                    SsoSessionRow.sid == sid, SsoSessionRow.ended_at.is_(None), SsoSessionRow.expires_at > utcnow()
+                )
+            ).scalar_one_or_none()
+        return _session(row) if row else None
+
+    def end(self, sid: str, reason: str) -> bool:
+        """End the session ``sid``; return True if it was live."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(SsoSessionRow)
+                .where(SsoSessionRow.sid == sid, SsoSessionRow.ended_at.is_(None))
+                .values(ended_at=utcnow(), end_reason=reason)
+            )
+        return bool(result.rowcount)
+
+
+def _session(row: SsoSessionRow) -> SsoSession:
+    return SsoSession(
+        sid=row.sid,
+        subject_id=row.subject_id,
+        identity=Identity.from_json(row.identity),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )

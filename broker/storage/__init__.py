@@ -1,0 +1,1 @@
+"""Persistence: the SQLAlchemy models, engine set-up and Alembic migrations."""

@@ -1,0 +1,41 @@
+"""The broker's own stable subject for each (issuer, subject) a source asserts."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.storage.models import SubjectRow
+from broker.storage.types import utcnow
+from federation.identity import SubjectRef
+
+
+class Subjects:
+    """Maps source subjects to broker subjects (random UUIDs, never derived from usernames)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def subject_for(self, ref: SubjectRef) -> str:
+        """Return the broker subject for ``ref``, creating it on first sight (safe under races)."""
+        found = self._find(ref)
+        if found:
+            return found
+        try:
+            with self._sessions.begin() as session:
+                session.add(SubjectRow(id=str(uuid.uuid4()), issuer=ref.issuer, subject=ref.subject, created_at=utcnow()))
+        except IntegrityError:
+            pass
+        found = self._find(ref)
+        if found is None:
+            raise RuntimeError("subject vanished after insert")
+        return found
+
+    def _find(self, ref: SubjectRef) -> str | None:
+        with self._sessions() as session:
+            return session.execute(
+                select(SubjectRow.id).where(SubjectRow.issuer == ref.issuer, SubjectRow.subject == ref.subject)
+            ).scalar_one_or_none()

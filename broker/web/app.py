@@ -1,0 +1,67 @@
+"""The Flask application factory (the composition root for HTTP)."""
+
+from __future__ import annotations
+
+import jinja2
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from govuk_frontend_wtf.main import WTFormsHelpers
+
+from broker.services import Services, build_services
+from broker.web import login_views, oidc_views
+from broker.web.errors import install_error_handlers
+from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
+from config.schema import Settings
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Flask:
+    """Return the broker's Flask app for ``settings`` (services built unless given).
+
+    Raises BrokerError(NOT_INITIALISED) if the database has not been migrated.
+    """
+    services = services or build_services(settings)
+    https = settings.broker.issuer.startswith("https://")
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config.update(
+        SECRET_KEY=services.master_key.derive("flask-session"),
+        SESSION_COOKIE_NAME=cookie_name(FLOW_COOKIE, https),
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        PERMANENT_SESSION_LIFETIME=1800,
+        WTF_CSRF_TIME_LIMIT=1800,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        PREFERRED_URL_SCHEME="https" if https else "http",
+    )
+    app.extensions["supercloud"] = services
+    app.jinja_loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(app.root_path + "/templates"),
+            jinja2.PrefixLoader(
+                {
+                    "govuk_frontend_jinja": jinja2.PackageLoader("govuk_frontend_jinja"),
+                    "govuk_frontend_wtf": jinja2.PackageLoader("govuk_frontend_wtf"),
+                }
+            ),
+        ]
+    )
+    app.jinja_env.autoescape = True
+    WTFormsHelpers(app)
+    csrf = CSRFProtect(app)
+    app.register_blueprint(login_views.bp)
+    app.register_blueprint(oidc_views.bp)
+    # Machine-to-machine endpoints authenticate the client instead of a browser session.
+    csrf.exempt(oidc_views.token)
+    csrf.exempt(oidc_views.userinfo)
+    csrf.exempt(oidc_views.authorize)
+    install_security_headers(app, https=https)
+    install_error_handlers(app)
+
+    @app.route("/")
+    def index():  # type: ignore[no-untyped-def]
+        from flask import redirect, url_for
+
+        return redirect(url_for("login.start"))
+
+    return app
