@@ -1,0 +1,65 @@
+"""LDAP and Active Directory directories over ldap3.
+
+``build_ldap_directory(cfg)`` turns one validated ``LdapSourceConfig`` into a thread-safe
+``Directory`` with its own connection pool and per-server circuit breakers. Modules, one
+job each: ``transport`` (TLS, timeouts, TCP_NODELAY), ``servers`` (order, health, circuit
+breaker), ``pool`` (reuse and failover), ``filters`` (RFC 4515), ``operations`` (search,
+bind), ``status`` (AD sub-codes and account flags), ``groups`` (nesting), ``attributes``
+(binary values, canonical names), ``directory`` (the flow).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from config.ldap_source import LdapSourceConfig
+from directories.interfaces import Directory
+from directories.ldap.directory import LdapDirectory
+from directories.ldap.groups import GroupResolver, InChainGroups, NoGroups, RecursiveGroups, TokenGroupsGroups
+from directories.ldap.pool import ConnectionPool
+from directories.ldap.servers import CircuitState, ServerHealth, ServerSet
+from directories.ldap.transport import ConnectionFactory, TransportSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CircuitState", "LdapDirectory", "ServerHealth", "build_ldap_directory"]
+
+
+def build_group_resolver(cfg: LdapSourceConfig) -> GroupResolver:
+    """Return the group resolver for ``cfg.effective_group_mode``."""
+    base = cfg.group_base_dn or cfg.base_dn
+    mode = cfg.effective_group_mode
+    if mode == "in_chain":
+        return InChainGroups(base)
+    if mode == "token_groups":
+        return TokenGroupsGroups(base)
+    if mode == "recursive":
+        return RecursiveGroups(base, cfg.group_max_depth, "objectGUID" if cfg.type == "active_directory" else "entryUUID")
+    return NoGroups()
+
+
+def build_ldap_directory(cfg: LdapSourceConfig, *, tcp_nodelay: bool = True) -> LdapDirectory:
+    """Return a ``Directory`` for ``cfg`` (no connection is opened until first use).
+
+    Logs a warning when the directory sends passwords without TLS (``tls_mode: plain``,
+    accepted only with ``allow_plain``). Raises ``DirectoryError(MISCONFIGURED)`` when the
+    CA file cannot be loaded. ``tcp_nodelay=False`` exists for the benchmark only.
+    """
+    if cfg.tls_mode == "plain":
+        log.warning(
+            "directory %s uses plain LDAP: passwords cross the network unencrypted (allow_plain is set)",
+            cfg.id,
+        )
+    settings = TransportSettings(
+        tls_mode=cfg.tls_mode,
+        ca_file=cfg.ca_file,
+        tls_server_name=cfg.tls_server_name,
+        connect_timeout=cfg.connect_timeout_seconds,
+        response_timeout=cfg.response_timeout_seconds,
+        bind_dn=cfg.bind_dn,
+        bind_password=cfg.bind_password,
+        tcp_nodelay=tcp_nodelay,
+    )
+    servers = ServerSet(cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds)
+    pool = ConnectionPool(cfg.id, ConnectionFactory(settings), servers, cfg.pool_size)
+    return LdapDirectory(cfg, pool, build_group_resolver(cfg))

@@ -1,0 +1,167 @@
+"""Group membership, direct and nested, reported as ``GroupRef(id, name)``.
+
+* ``InChainGroups`` (AD): one search with LDAP_MATCHING_RULE_IN_CHAIN
+  (MS-ADTS §3.1.1.3.4.4.3), plus the primary group (primaryGroupID is a RID in the
+  user's domain; AD does not list it in ``member``).
+* ``TokenGroupsGroups`` (AD): the constructed ``tokenGroups`` attribute (MS-ADTS
+  §3.1.1.4.5.19, base-scope read only), resolved to groups by objectSid. Includes the
+  primary group and its nesting.
+* ``RecursiveGroups`` (plain LDAP, e.g. OpenLDAP): ``member`` expanded level by level by
+  the client, with a visited set (cycles) and a depth limit.
+
+Each resolver runs on a *service* connection and returns groups sorted by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import ldap3
+
+from directories.ldap.attributes import (
+    RawAttributes,
+    domain_sid_and_rid,
+    first,
+    first_int,
+    first_text,
+    get_all,
+    sid_with_rid,
+)
+from directories.ldap.filters import any_of, any_of_bytes, in_chain_member_filter
+from directories.ldap.operations import Entry, search
+from directories.records import GroupRef
+
+log = logging.getLogger(__name__)
+_SID_BATCH = 100
+_DN_BATCH = 50
+
+
+class GroupResolver(Protocol):
+    """Finds the groups of one user."""
+
+    #: Attributes the resolver needs on the user's entry (read with the user search).
+    user_attributes: tuple[str, ...]
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return the user's groups (direct and nested), sorted by name."""
+        ...
+
+
+def _group_ref(entry: Entry, id_attribute: str) -> GroupRef | None:
+    group_id = first_text(entry.raw, id_attribute)
+    if not group_id:
+        log.warning("group %s has no %s; left out", entry.dn, id_attribute)
+        return None
+    return GroupRef(id=group_id, name=first_text(entry.raw, "cn") or entry.dn)
+
+
+def _sorted(refs: Sequence[GroupRef | None]) -> tuple[GroupRef, ...]:
+    unique = {ref.id: ref for ref in refs if ref is not None}
+    return tuple(sorted(unique.values(), key=lambda r: (r.name.lower(), r.id)))
+
+
+class NoGroups:
+    """Reports no groups (``group_mode: none``)."""
+
+    user_attributes: tuple[str, ...] = ()
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return an empty tuple."""
+        return ()
+
+
+class _PrimaryGroup:
+    """Finds an AD user's primary group from primaryGroupID and objectSid."""
+
+    def __init__(self, base_dn: str) -> None:
+        self._base = base_dn
+
+    def find(self, conn: ldap3.Connection, user: Entry) -> Entry | None:
+        rid = first_int(user.raw, "primaryGroupID")
+        sid = first(user.raw, "objectSid")
+        if rid is None or sid is None:
+            return None
+        try:
+            domain, _ = domain_sid_and_rid(sid)
+        except ValueError:
+            log.warning("user %s has a malformed objectSid; primary group unknown", user.dn)
+            return None
+        found = search(conn, self._base, any_of_bytes("objectSid", [sid_with_rid(domain, rid)]), ["cn", "objectGUID"])
+        return found[0] if found else None
+
+
+class InChainGroups:
+    """AD nested groups through the in-chain matching rule, plus the primary group."""
+
+    user_attributes = ("primaryGroupID", "objectSid")
+
+    def __init__(self, group_base_dn: str) -> None:
+        self._base = group_base_dn
+        self._primary = _PrimaryGroup(group_base_dn)
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return every group ``user`` belongs to, transitively, plus the primary group."""
+        entries = search(conn, self._base, in_chain_member_filter(user.dn), ["cn", "objectGUID"])
+        primary = self._primary.find(conn, user)
+        if primary is not None:
+            entries.append(primary)
+        return _sorted([_group_ref(e, "objectGUID") for e in entries])
+
+
+class TokenGroupsGroups:
+    """AD nested groups from the constructed tokenGroups attribute (security groups only)."""
+
+    user_attributes = ("objectSid",)
+
+    def __init__(self, group_base_dn: str) -> None:
+        self._base = group_base_dn
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return the groups named by the user's tokenGroups SIDs that exist under the base."""
+        token = search(conn, user.dn, "(objectClass=*)", ["tokenGroups"], scope="base")
+        sids = list(get_all(token[0].raw, "tokenGroups")) if token else []
+        entries: list[Entry] = []
+        for start in range(0, len(sids), _SID_BATCH):
+            batch = sids[start : start + _SID_BATCH]
+            entries += search(conn, self._base, f"(&(objectClass=group){any_of_bytes('objectSid', batch)})", ["cn", "objectGUID"])
+        return _sorted([_group_ref(e, "objectGUID") for e in entries])
+
+
+class RecursiveGroups:
+    """Plain-LDAP nested groups, expanded by the client (``member`` holds DNs, RFC 4519 §2.17)."""
+
+    user_attributes: tuple[str, ...] = ()
+
+    def __init__(self, group_base_dn: str, max_depth: int, id_attribute: str = "entryUUID") -> None:
+        self._base = group_base_dn
+        self._max_depth = max_depth
+        self._id_attribute = id_attribute
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return the user's groups, following groups-in-groups up to ``max_depth`` levels.
+
+        Each group is visited once, so a membership cycle (A ∋ B ∋ A) ends the walk
+        instead of looping; hitting the depth limit is logged and the walk stops there.
+        """
+        seen: dict[str, Entry] = {}
+        frontier = [user.dn]
+        for depth in range(self._max_depth + 1):
+            if not frontier:
+                break
+            if depth == self._max_depth:
+                log.warning("group nesting of %s deeper than %d levels; stopped", user.dn, self._max_depth)
+                break
+            found: list[Entry] = []
+            for start in range(0, len(frontier), _DN_BATCH):
+                batch = frontier[start : start + _DN_BATCH]
+                found += search(conn, self._base, any_of("member", batch), ["cn", self._id_attribute])
+            frontier = []
+            for entry in found:
+                key = entry.dn.lower()
+                if key not in seen:
+                    seen[key] = entry
+                    frontier.append(entry.dn)
+        return _sorted([_group_ref(e, self._id_attribute) for e in seen.values()])
+

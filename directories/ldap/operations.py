@@ -1,0 +1,114 @@
+"""LDAP operations on one borrowed connection: search (RFC 4511 §4.5) and simple bind (§4.2).
+
+These functions turn ldap3's result dictionaries into entries, ``ServerFailure`` (the
+pool then fails over) or ``DirectoryError``; they never log a password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+import ldap3
+
+from directories.errors import DirectoryError, DirectoryErrorCode
+from directories.ldap.attributes import RawAttributes
+from directories.ldap.transport import INVALID_CREDENTIALS_RESULT, SERVER_DOWN_RESULTS, ServerFailure
+
+_SCOPES = {"base": ldap3.BASE, "subtree": ldap3.SUBTREE}
+_SIZE_LIMIT_EXCEEDED = 4
+_NO_SUCH_OBJECT = 32
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One search result entry: its DN and raw attribute values (octets)."""
+
+    dn: str
+    raw: RawAttributes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BindOutcome:
+    """The result of a simple bind: ``ok`` plus the result code and diagnostic message."""
+
+    ok: bool
+    result: int
+    description: str
+    diagnostic: str
+
+
+def search(
+    conn: ldap3.Connection,
+    base: str,
+    ldap_filter: str,
+    attributes: Sequence[str],
+    *,
+    scope: Literal["base", "subtree"] = "subtree",
+    size_limit: int = 0,
+) -> list[Entry]:
+    """Return the entries (not referrals) matching ``ldap_filter`` under ``base``.
+
+    A size limit exceeded (result 4) returns the entries received so far. Raises
+    ``ServerFailure`` for busy/unavailable or a transport error, and
+    ``DirectoryError(MISCONFIGURED)`` when ``base`` does not exist (noSuchObject) or the
+    server rejects the search otherwise (e.g. insufficient access for the service account).
+    """
+    conn.search(
+        base,
+        ldap_filter,
+        search_scope=_SCOPES[scope],
+        attributes=list(attributes) or [ldap3.NO_ATTRIBUTES],
+        size_limit=size_limit,
+    )
+    result = conn.result or {}
+    code = result.get("result")
+    if code in SERVER_DOWN_RESULTS:
+        raise ServerFailure(f"search answered {result.get('description')}")
+    if code not in (0, _SIZE_LIMIT_EXCEEDED):
+        if code == _NO_SUCH_OBJECT and scope == "base":
+            return []
+        raise DirectoryError(
+            DirectoryErrorCode.MISCONFIGURED,
+            f"search under {base!r} failed: {result.get('description')} {result.get('message', '')}".strip(),
+        )
+    entries = []
+    for item in conn.response or ():
+        if item.get("type") == "searchResEntry":
+            entries.append(Entry(dn=item["dn"], raw=dict(item.get("raw_attributes") or {})))
+    return entries
+
+
+def simple_bind(conn: ldap3.Connection, dn: str, password: str) -> BindOutcome:
+    """Perform a simple bind as ``dn`` on ``conn`` and return its outcome.
+
+    Callers must have refused empty passwords already: RFC 4513 §5.1.2 makes a simple
+    bind with a DN and an empty password an *unauthenticated* bind, which some servers
+    accept. Raises ``ServerFailure`` for busy/unavailable; the password is dropped from
+    the connection object before returning.
+    """
+    if not password:
+        raise DirectoryError(DirectoryErrorCode.EMPTY_PASSWORD, "refused before bind")
+    conn.authentication = ldap3.SIMPLE
+    conn.user = dn
+    conn.password = password
+    try:
+        ok = bool(conn.bind(read_server_info=False))
+    finally:
+        conn.password = None
+        conn.user = None
+    result = conn.result or {}
+    code = int(result.get("result", -1))
+    if not ok and code in SERVER_DOWN_RESULTS:
+        raise ServerFailure(f"bind answered {result.get('description')}")
+    if not ok and code not in (INVALID_CREDENTIALS_RESULT, 48, 50, 53):
+        # inappropriateAuthentication (48), insufficientAccessRights (50) and
+        # unwillingToPerform (53) are refusals; anything else is a misbehaving server.
+        raise ServerFailure(f"bind answered {result.get('description')} ({code})")
+    return BindOutcome(
+        ok=ok and code == 0,
+        result=code,
+        description=str(result.get("description", "")),
+        diagnostic=str(result.get("message", "")),
+    )

@@ -1,0 +1,170 @@
+"""A thread-safe pool of ldap3 connections with failover across a directory's servers.
+
+``run(kind, operation)`` borrows a connection of ``kind`` to the first available server,
+runs ``operation(conn)`` and returns its result. Connections are reused (LIFO) and each is
+used by one thread at a time, so one pool serves all threads of a gunicorn worker.
+
+Failure handling: a *reused* connection that fails is dropped and the operation retried
+once on a fresh connection to the same server (the server may just have closed an idle
+connection); a fresh connection that fails counts against the server's circuit breaker and
+the next server is tried. Operations must therefore be idempotent (searches and binds are).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import ldap3
+from ldap3.core.exceptions import LDAPExceptionError
+
+from directories.errors import DirectoryError, DirectoryErrorCode
+from directories.ldap.servers import Server, ServerSet
+from directories.ldap.transport import ConnectionFactory, ConnectionKind, ServerFailure, close_quietly
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ConnectionPool:
+    """Idle connections per (server, kind), at most ``size`` of each, plus failover."""
+
+    def __init__(
+        self,
+        directory_id: str,
+        factory: ConnectionFactory,
+        servers: ServerSet,
+        size: int,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._directory_id = directory_id
+        self._factory = factory
+        self._servers = servers
+        self._size = size
+        self._clock = clock
+        self._idle: dict[tuple[str, str], collections.deque[ldap3.Connection]] = collections.defaultdict(
+            collections.deque
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def servers(self) -> ServerSet:
+        """The servers this pool fails over between."""
+        return self._servers
+
+    def run(self, kind: ConnectionKind, operation: Callable[[ldap3.Connection], T]) -> T:
+        """Run ``operation`` on a pooled connection of ``kind`` and return its result.
+
+        ``operation`` raises ``ServerFailure`` (or lets an ldap3/socket error escape) to
+        say the server failed; any ``DirectoryError`` it raises propagates unchanged.
+        Raises ``DirectoryError(UNAVAILABLE)`` when no server could run it.
+        """
+        if self._closed:
+            raise DirectoryError(DirectoryErrorCode.UNAVAILABLE, f"{self._directory_id}: pool closed")
+        candidates = self._servers.candidates()
+        errors: list[str] = []
+        try:
+            while candidates:
+                server = candidates.pop(0)
+                outcome = self._run_on(server, kind, operation, errors)
+                if outcome is not _FAILED:
+                    return outcome  # type: ignore[return-value]
+        finally:
+            for unused in candidates:
+                self._servers.release(unused)
+        detail = "; ".join(errors) if errors else "every server's circuit is open"
+        raise DirectoryError(DirectoryErrorCode.UNAVAILABLE, f"{self._directory_id}: {detail}")
+
+    def _run_on(
+        self, server: Server, kind: ConnectionKind, operation: Callable[[ldap3.Connection], T], errors: list[str]
+    ) -> T | object:
+        reused = self._take_idle(server.url, kind)
+        if reused is not None:
+            try:
+                result = self._timed(server, reused, operation)
+            except _Failed:
+                close_quietly(reused)  # stale: fall through to one fresh attempt
+            except DirectoryError:
+                self._give_back(server.url, kind, reused)
+                raise
+            else:
+                self._give_back(server.url, kind, reused)
+                return result
+        try:
+            conn = self._factory.open(server.url, kind)
+        except ServerFailure as exc:
+            self._fail(server, str(exc), errors)
+            return _FAILED
+        except DirectoryError:
+            self._servers.release(server)
+            raise
+        try:
+            result = self._timed(server, conn, operation)
+        except _Failed as exc:
+            close_quietly(conn)
+            self._fail(server, str(exc), errors)
+            return _FAILED
+        except DirectoryError:
+            self._give_back(server.url, kind, conn)
+            raise
+        self._give_back(server.url, kind, conn)
+        return result
+
+    def _timed(self, server: Server, conn: ldap3.Connection, operation: Callable[[ldap3.Connection], T]) -> T:
+        started = self._clock()
+        try:
+            result = operation(conn)
+        except ServerFailure as exc:
+            raise _Failed(f"{server.url}: {exc}") from None
+        except (LDAPExceptionError, OSError) as exc:
+            raise _Failed(f"{server.url}: {type(exc).__name__}: {exc}") from None
+        except DirectoryError:
+            self._servers.release(server)
+            raise
+        self._servers.record_success(server, self._clock() - started)
+        return result
+
+    def _fail(self, server: Server, error: str, errors: list[str]) -> None:
+        errors.append(error)
+        log.warning("directory %s: server failed: %s", self._directory_id, error)
+        self._servers.record_failure(server, error)
+
+    def _take_idle(self, url: str, kind: str) -> ldap3.Connection | None:
+        with self._lock:
+            idle = self._idle[(url, kind)]
+            return idle.pop() if idle else None
+
+    def _give_back(self, url: str, kind: str, conn: ldap3.Connection) -> None:
+        with self._lock:
+            idle = self._idle[(url, kind)]
+            if not self._closed and len(idle) < self._size and not conn.closed:
+                idle.append(conn)
+                return
+        close_quietly(conn)
+
+    def idle_count(self) -> int:
+        """Return how many idle connections the pool holds (all servers and kinds)."""
+        with self._lock:
+            return sum(len(idle) for idle in self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle connection; later ``run`` calls raise UNAVAILABLE. Returns None."""
+        with self._lock:
+            self._closed = True
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            close_quietly(conn)
+
+
+class _Failed(Exception):
+    """Internal: the operation failed because of the server or the connection."""
+
+
+_FAILED = object()
