@@ -96,8 +96,8 @@ class Fact:
                     _problem(problems, f"value[{i}]", "must be a string without control characters")
         elif not isinstance(value, (str, int, bool)):
             _problem(problems, "value", f"unsupported type {type(value).__name__}")
-        elif isinstance(value, str) and len(value) > _MAX_TEXT:
-            _problem(problems, "value", f"longer than {_MAX_TEXT} characters")
+        elif isinstance(value, str) and (len(value) > _MAX_TEXT or _CONTROL.search(value)):
+            _problem(problems, "value", f"must be at most {_MAX_TEXT} characters without control characters")
         check_identifier(self.source, "source", problems)
         _aware(self.asserted_at, "asserted_at", problems)
         _raise_if(problems, "fact")
@@ -167,20 +167,20 @@ class PersonFacts:
                 _problem(problems, f"facts[{name!r}]", "name must match [a-z][a-z0-9_]*")
             if not isinstance(fact, Fact):
                 _problem(problems, f"facts[{name!r}]", "must be a Fact")
+        facts = {k: v for k, v in self.facts.items() if isinstance(v, Fact)}
         for name in SCALAR_FACTS:
-            if name not in self.facts:
+            if name not in facts:
                 _problem(problems, f"facts.{name}", "is required")
-        _raise_if(problems, "person")
-        organisation = self.facts["organisation"].value
-        check_identifier(organisation, "facts.organisation", problems)
-        kind = self.facts["kind"].value
-        if kind not in PERSON_KINDS:
+        if "organisation" in facts:
+            check_identifier(facts["organisation"].value, "facts.organisation", problems)
+        if "kind" in facts and facts["kind"].value not in PERSON_KINDS:
             _problem(problems, "facts.kind", f"must be one of {', '.join(PERSON_KINDS)}")
-        assurance = self.facts["assurance"].value
-        if isinstance(assurance, bool) or assurance not in ASSURANCE_LEVELS:
-            _problem(problems, "facts.assurance", "must be the integer 1, 2 or 3")
+        if "assurance" in facts:
+            assurance = facts["assurance"].value
+            if isinstance(assurance, bool) or assurance not in ASSURANCE_LEVELS:
+                _problem(problems, "facts.assurance", "must be the integer 1, 2 or 3")
         for name in SET_FACTS:
-            fact = self.facts.get(name)
+            fact = facts.get(name)
             if fact is not None and not isinstance(fact.value, tuple):
                 _problem(problems, f"facts.{name}", "must be a list of strings")
         if self.break_glass is not None and not isinstance(self.break_glass, BreakGlassGrant):
