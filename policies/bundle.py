@@ -142,14 +142,49 @@ class CompiledBundle:
         return self.bundle.label
 
 
-def canonical_policy_text(est: Mapping[str, Any]) -> str:
+def split_policies(text: str) -> list[str]:
+    """Return the policies of a Cedar source text one by one, comments removed.
+
+    Cedar ends every policy with ``;`` and has no ``;`` inside expressions, so the
+    text splits at each ``;`` outside string literals and ``//`` comments. Returns the
+    pieces (without blank trailing text); never raises.
+    """
+    pieces: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            current.append(text[i : j + 1])
+            i = j + 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif char == ";":
+            current.append(";")
+            pieces.append("".join(current).strip())
+            current = []
+            i += 1
+        else:
+            current.append(char)
+            i += 1
+    return pieces
+
+
+def canonical_policy_text(source: str | None, est: Mapping[str, Any]) -> str:
     """Return one policy's text in Cedar's canonical format (for diffs and the console).
 
-    Raises ValueError if Cedar cannot render the policy.
+    ``source`` is the policy's own text when known (kept as written, reformatted);
+    otherwise the text is rendered from its JSON form. Raises ValueError if Cedar
+    cannot format or render it.
     """
-    document = {"staticPolicies": {"policy0": est}, "templates": {}, "templateLinks": []}
-    text = cedarpy.policies_from_json_str(json.dumps(document))
-    return cedarpy.format_policies(text).strip()
+    if source is None:
+        document = {"staticPolicies": {"policy0": est}, "templates": {}, "templateLinks": []}
+        source = cedarpy.policies_from_json_str(json.dumps(document))
+    return cedarpy.format_policies(source).strip()
 
 
 def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -> CompiledBundle:
@@ -177,7 +212,10 @@ def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -
         if parsed is None:
             parsed_all = False
             continue
-        for est in parsed:
+        pieces = split_policies(text)
+        if len(pieces) != len(parsed):
+            pieces = [None] * len(parsed)  # type: ignore[list-item]
+        for est, piece in zip(parsed, pieces, strict=True):
             policy_id = _policy_id(source_name, est, problems)
             if policy_id is None:
                 continue
@@ -187,7 +225,7 @@ def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -
                 )
                 continue
             try:
-                canonical = canonical_policy_text(est)
+                canonical = canonical_policy_text(piece, est)
             except ValueError as error:
                 problems.append(f"{source_name}: [{policy_id}] cannot be rendered: {error}")
                 continue
