@@ -1,0 +1,262 @@
+"""Circuit breaker, pool and the authentication flow, with counting fakes instead of servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from config.ldap_source import LdapSourceConfig
+from directories import DirectoryError, DirectoryErrorCode
+from directories.ldap.directory import LdapDirectory
+from directories.ldap.groups import NoGroups
+from directories.ldap.pool import ConnectionPool
+from directories.ldap.servers import CircuitState, ServerSet
+from directories.ldap.transport import ServerFailure
+
+URLS = ("ldaps://dc1.newham.test", "ldaps://dc2.newham.test")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- circuit breaker -------------------------------------------------------------------
+
+
+def test_circuit_opens_after_threshold_and_half_opens_after_cooldown() -> None:
+    clock = Clock()
+    servers = ServerSet(URLS, failure_threshold=2, open_seconds=30, clock=clock)
+    dc1 = servers.candidates()[0]
+    servers.record_failure(dc1, "refused")
+    assert [s.url for s in servers.candidates()] == list(URLS)  # one failure: still tried
+    servers.record_failure(dc1, "refused")
+    assert [s.url for s in servers.candidates()] == [URLS[1]]  # open: skipped
+    clock.now += 29
+    assert [s.url for s in servers.candidates()] == [URLS[1]]
+    clock.now += 2
+    trial = servers.candidates()
+    assert [s.url for s in trial] == list(URLS)  # half-open: one trial
+    assert [s.url for s in servers.candidates()] == [URLS[1]]  # nobody else gets it meanwhile
+    servers.record_failure(trial[0], "still refused")
+    assert servers.health()[0].state is CircuitState.OPEN  # failed trial re-opens at once
+    clock.now += 31
+    trial = servers.candidates()
+    servers.record_success(trial[0], 0.002)
+    health = servers.health()[0]
+    assert health.state is CircuitState.CLOSED and health.consecutive_failures == 0
+    assert health.total_failures == 3 and health.last_error == "still refused"
+
+
+def test_unused_half_open_trial_is_given_back() -> None:
+    clock = Clock()
+    servers = ServerSet(URLS, failure_threshold=1, open_seconds=5, clock=clock)
+    servers.record_failure(servers.candidates()[1], "down")
+    clock.now += 6
+    handed_out = servers.candidates()
+    servers.release(handed_out[1])
+    assert [s.url for s in servers.candidates()] == list(URLS)
+
+
+# -- pool ---------------------------------------------------------------------------------
+
+
+class FakeConn:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.closed = False
+        self.in_use = False
+
+    def unbind(self) -> None:
+        self.closed = True
+
+
+class FakeFactory:
+    def __init__(self, down: set[str] | None = None) -> None:
+        self.down = down or set()
+        self.opened: list[str] = []
+        self.lock = threading.Lock()
+
+    def open(self, url: str, kind: str) -> FakeConn:
+        with self.lock:
+            self.opened.append(url)
+        if url in self.down:
+            raise ServerFailure(f"{url}: connection refused")
+        return FakeConn(url)
+
+
+def make_pool(factory: FakeFactory, size: int = 4, threshold: int = 2) -> ConnectionPool:
+    servers = ServerSet(URLS, failure_threshold=threshold, open_seconds=60)
+    return ConnectionPool("newham-ad", factory, servers, size)  # type: ignore[arg-type]
+
+
+def test_connections_are_reused() -> None:
+    factory = FakeFactory()
+    pool = make_pool(factory)
+    seen = {id(pool.run("service", lambda c: c)) for _ in range(20)}
+    assert len(seen) == 1 and factory.opened == [URLS[0]]
+    assert pool.idle_count() == 1
+
+
+def test_failover_to_the_second_server_and_circuit_stops_retrying_the_first() -> None:
+    factory = FakeFactory(down={URLS[0]})
+    pool = make_pool(factory, threshold=2)
+    for _ in range(5):
+        assert pool.run("service", lambda c: c.url) == URLS[1]
+    assert factory.opened.count(URLS[0]) == 2  # then its circuit is open: no more attempts
+    health = pool.servers.health()
+    assert health[0].state is CircuitState.OPEN and health[1].state is CircuitState.CLOSED
+
+
+def test_stale_pooled_connection_is_replaced_without_blaming_the_server() -> None:
+    factory = FakeFactory()
+    pool = make_pool(factory)
+    pool.run("service", lambda c: None)
+    calls: list[FakeConn] = []
+
+    def operation(conn: FakeConn) -> str:
+        calls.append(conn)
+        if len(calls) == 1:
+            raise ServerFailure("connection reset by peer")  # the idle connection died
+        return "ok"
+
+    assert pool.run("service", operation) == "ok"
+    assert calls[0] is not calls[1] and calls[0].closed
+    assert pool.servers.health()[0].total_failures == 0
+
+
+def test_every_server_down_is_unavailable_and_names_the_servers() -> None:
+    pool = make_pool(FakeFactory(down=set(URLS)))
+    with pytest.raises(DirectoryError) as info:
+        pool.run("service", lambda c: c)
+    assert info.value.code is DirectoryErrorCode.UNAVAILABLE
+    assert URLS[0] in info.value.detail and URLS[1] in info.value.detail
+
+
+def test_directory_errors_pass_through_and_keep_the_connection() -> None:
+    factory = FakeFactory()
+    pool = make_pool(factory)
+
+    def misconfigured(conn: FakeConn) -> None:
+        raise DirectoryError(DirectoryErrorCode.MISCONFIGURED, "no such base")
+
+    with pytest.raises(DirectoryError):
+        pool.run("service", misconfigured)
+    assert pool.idle_count() == 1 and pool.servers.health()[0].total_failures == 0
+
+
+def test_one_connection_serves_one_thread_at_a_time() -> None:
+    factory = FakeFactory()
+    pool = make_pool(factory, size=3)
+    clashes: list[str] = []
+
+    def operation(conn: FakeConn) -> None:
+        if conn.in_use:
+            clashes.append(conn.url)
+        conn.in_use = True
+        time.sleep(0.001)
+        conn.in_use = False
+
+    def worker() -> None:
+        for _ in range(25):
+            pool.run("auth", operation)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert clashes == []
+    assert pool.idle_count() <= 3  # never more idle connections than the pool size
+    assert len(factory.opened) <= 8  # at most one per concurrent thread
+
+
+def test_closed_pool_refuses_work() -> None:
+    pool = make_pool(FakeFactory())
+    pool.run("service", lambda c: None)
+    pool.close()
+    assert pool.idle_count() == 0
+    with pytest.raises(DirectoryError) as info:
+        pool.run("service", lambda c: None)
+    assert info.value.code is DirectoryErrorCode.UNAVAILABLE
+
+
+# -- the authentication flow, with a pool that records what it is asked to do -------------
+
+
+class RecordingPool:
+    """Stands in for ConnectionPool: canned search results, binds answered by a fake conn."""
+
+    def __init__(self, search_results: list[object]) -> None:
+        self.search_results = search_results
+        self.kinds: list[str] = []
+        self.bound: list[tuple[str, str]] = []
+        self.servers = ServerSet(URLS, failure_threshold=1, open_seconds=1)
+
+    def run(self, kind: str, operation):  # type: ignore[no-untyped-def]
+        self.kinds.append(kind)
+        if kind == "service":
+            return self.search_results.pop(0)
+        pool = self
+
+        class Conn:
+            result: dict[str, object] = {}
+
+            def bind(self, read_server_info: bool = False) -> bool:
+                pool.bound.append((self.user, self.password))  # type: ignore[attr-defined]
+                self.result = {"result": 49, "description": "invalidCredentials", "message": "data 52e"}
+                return False
+
+        return operation(Conn())
+
+    def close(self) -> None:
+        pass
+
+
+def directory(pool: RecordingPool) -> LdapDirectory:
+    cfg = LdapSourceConfig(
+        type="active_directory",
+        id="camden-ad",
+        organisation="camden",
+        urls=URLS,
+        base_dn="DC=camden,DC=test",
+        bind_dn="CN=svc,DC=camden,DC=test",
+        bind_password="x",
+    )
+    return LdapDirectory(cfg, pool, NoGroups())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("password", ["", " ", "\t\n ", None])
+def test_empty_password_is_refused_before_any_directory_traffic(password: object) -> None:
+    pool = RecordingPool([])
+    with pytest.raises(DirectoryError) as info:
+        directory(pool).authenticate("asmith@camden.test", password)  # type: ignore[arg-type]
+    assert info.value.code is DirectoryErrorCode.EMPTY_PASSWORD
+    assert pool.kinds == [] and pool.bound == []
+
+
+def test_unknown_user_still_costs_one_bind_to_a_dn_not_built_from_input() -> None:
+    pool = RecordingPool([[]])  # the search finds nobody
+    with pytest.raises(DirectoryError) as info:
+        directory(pool).authenticate("ghost)(cn=*", "Some-Password-1")
+    assert info.value.code is DirectoryErrorCode.INVALID_CREDENTIALS
+    assert pool.kinds == ["service", "auth"]
+    (dn, password), = pool.bound
+    assert "ghost" not in dn and dn.endswith(",DC=camden,DC=test") and password == "Some-Password-1"
+
+
+def test_ambiguous_username_is_refused() -> None:
+    from directories.ldap.operations import Entry
+
+    two = [Entry("CN=a,DC=camden,DC=test", {}), Entry("CN=b,DC=camden,DC=test", {})]
+    pool = RecordingPool([two])
+    with pytest.raises(DirectoryError) as info:
+        directory(pool).authenticate("a", "Some-Password-1")
+    assert info.value.code is DirectoryErrorCode.INVALID_CREDENTIALS
+    assert "several" in info.value.detail
+    assert [dn for dn, _ in pool.bound] != ["CN=a,DC=camden,DC=test"]

@@ -1,0 +1,462 @@
+"""Real Samba AD domain controllers for the test suite, one per borough, on loopback.
+
+``start_samba_dc(spec, address, run_root)`` returns a running ``SambaDC``:
+
+* provisioning (``samba-tool domain provision`` + users and groups) runs once and is
+  cached as a tarball under ``cache_dir()`` keyed by a hash of this file and the domain
+  spec, so later sessions restore it in about a second (the DC's files do not depend on
+  their path once ``smb.conf`` is rewritten, so one cache serves every xdist worker);
+* the DC listens only on ``address`` (LDAP 389, LDAPS 636: Samba's ports are fixed, so
+  every xdist worker gets its own address, see ``worker_address``);
+* per-session state that decays with time (account lockout) is applied after start;
+* ``stop()`` ends the process it started, by pid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ldap3
+import pytest
+
+from tests.peers import peer_missing
+
+SAMBA_BINARIES = ("samba", "samba-tool")
+HOW_TO_ENABLE = "install samba-ad-dc samba-ad-provision (see .ci/apt-packages-directories.txt)"
+READY_TIMEOUT_SECONDS = 40.0
+LOCKOUT_THRESHOLD = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class AdUser:
+    """A user to create; ``state`` is one of active, disabled, must_change, expired, locked."""
+
+    sam: str
+    password: str
+    given_name: str
+    surname: str
+    mail: str | None = None
+    department: str | None = None
+    job_title: str | None = None
+    employee_id: str | None = None
+    office: str | None = None
+    state: str = "active"
+
+
+@dataclasses.dataclass(frozen=True)
+class AdGroup:
+    """A security group; ``members`` name users (sAMAccountName) or other groups."""
+
+    name: str
+    members: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdDomainSpec:
+    """Everything that defines one provisioned domain (hashed into the cache key)."""
+
+    realm: str  # CAMDEN.TEST
+    netbios: str  # CAMDEN
+    host_name: str  # dc-camden
+    staging_address: str  # where the DC runs once while provisioning (distinct per domain)
+    admin_password: str
+    users: tuple[AdUser, ...]
+    groups: tuple[AdGroup, ...]
+
+    @property
+    def base_dn(self) -> str:
+        """The domain's naming context, e.g. ``DC=camden,DC=test``."""
+        return ",".join(f"DC={part}" for part in self.realm.lower().split("."))
+
+    @property
+    def dc_fqdn(self) -> str:
+        """The DC's DNS name, which its TLS certificate names."""
+        return f"{self.host_name}.{self.realm.lower()}"
+
+    def user_dn(self, sam: str) -> str:
+        """Return the DN samba-tool gives user ``sam`` (CN=sam,CN=Users,...)."""
+        return f"CN={sam},CN=Users,{self.base_dn}"
+
+
+@dataclasses.dataclass
+class SambaDC:
+    """A running Samba AD DC."""
+
+    spec: AdDomainSpec
+    address: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def ca_file(self) -> Path:
+        """Samba's self-signed CA (PEM) that signed the DC's certificate."""
+        return self.directory / "private" / "tls" / "ca.pem"
+
+    @property
+    def admin_dn(self) -> str:
+        """The Administrator's DN."""
+        return self.spec.user_dn("Administrator")
+
+    def stop(self) -> None:
+        """Stop the DC this helper started (by pid) and wait for it. Returns None."""
+        stop_process(self.process)
+
+
+def cache_dir() -> Path:
+    """Return the directory holding provisioned-domain tarballs (created if needed).
+
+    ``SUPERCLOUD_TEST_CACHE`` wins; else ``$XDG_CACHE_HOME/supercloud-test-cache``; else
+    ``/tmp/supercloud-test-cache``.
+    """
+    explicit = os.environ.get("SUPERCLOUD_TEST_CACHE")
+    if explicit:
+        path = Path(explicit)
+    elif os.environ.get("XDG_CACHE_HOME"):
+        path = Path(os.environ["XDG_CACHE_HOME"]) / "supercloud-test-cache"
+    else:
+        path = Path(tempfile.gettempdir()) / "supercloud-test-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def worker_index(worker_id: str) -> int:
+    """Return 0 for ``master`` (no xdist) and N for xdist worker ``gwN``."""
+    return int(worker_id[2:]) if worker_id.startswith("gw") and worker_id[2:].isdigit() else 0
+
+
+def worker_address(last_octet: int, worker_id: str) -> str:
+    """Return this worker's loopback address for a peer: 127.0.<worker>.<last_octet>.
+
+    Without xdist (and for gw0) that is 127.0.0.2 (Camden), .3 (Newham), .4 (Hackney).
+    """
+    return f"127.0.{worker_index(worker_id)}.{last_octet}"
+
+
+def binaries_available() -> bool:
+    """Return True when Samba's DC binaries are installed."""
+    return all(shutil.which(b) for b in SAMBA_BINARIES)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate ``process`` (one we started), then kill it if it lingers. Returns None."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def port_in_use(address: str, port: int) -> bool:
+    """Return True when something already listens on ``address:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((address, port)) == 0
+
+
+# -- provisioning -------------------------------------------------------------------
+
+_ROOT_MARK = "@@SUPERCLOUD_ROOT@@"
+_IP_MARK = "@@SUPERCLOUD_IP@@"
+
+
+def _cache_key(spec: AdDomainSpec) -> str:
+    digest = hashlib.sha256()
+    digest.update(Path(__file__).read_bytes())
+    digest.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
+    digest.update(subprocess.run(["samba", "-V"], capture_output=True, check=False).stdout)
+    return digest.hexdigest()[:20]
+
+
+def _tool(conf: Path, *args: str) -> None:
+    result = subprocess.run(["samba-tool", *args, "-s", str(conf)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"samba-tool {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
+
+
+def _smb_conf_options(directory: Path, address: str) -> list[str]:
+    return [
+        f"interfaces = {address}/8",
+        "bind interfaces only = yes",
+        "server services = ldap",
+        f"pid directory = {directory}/run",
+        f"ncalrpc dir = {directory}/ncalrpc",
+        f"winbindd socket directory = {directory}/winbindd",
+        f"log file = {directory}/log.%m",
+    ]
+
+
+def _provision(spec: AdDomainSpec, directory: Path, address: str) -> None:
+    """Provision ``spec`` into ``directory`` and start/stop it once (TLS keys, LDAP edits)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    options = [f"--option={o}" for o in _smb_conf_options(directory, address)]
+    result = subprocess.run(
+        [
+            "samba-tool", "domain", "provision", f"--targetdir={directory}", f"--realm={spec.realm}",
+            f"--domain={spec.netbios}", "--server-role=dc", "--dns-backend=NONE", "--use-rfc2307",
+            f"--adminpass={spec.admin_password}", f"--host-name={spec.host_name}", f"--host-ip={address}",
+            *options,
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"samba-tool domain provision failed: {result.stderr[-2000:]}")
+    conf = directory / "etc" / "smb.conf"
+    text = conf.read_text().replace("[global]\n", "[global]\n\tldap server require strong auth = no\n", 1)
+    conf.write_text(text)
+    _tool(conf, "domain", "passwordsettings", "set", f"--account-lockout-threshold={LOCKOUT_THRESHOLD}")
+    for user in spec.users:
+        args = ["user", "create", user.sam, user.password, "--use-username-as-cn"]
+        args += [f"--given-name={user.given_name}", f"--surname={user.surname}"]
+        if user.mail:
+            args.append(f"--mail-address={user.mail}")
+        if user.department:
+            args.append(f"--department={user.department}")
+        if user.job_title:
+            args.append(f"--job-title={user.job_title}")
+        if user.state == "must_change":
+            args.append("--must-change-at-next-login")
+        _tool(conf, *args)
+        if user.state == "disabled":
+            _tool(conf, "user", "disable", user.sam)
+        if user.state == "expired":
+            _tool(conf, "user", "setexpiry", user.sam, "--days=0")
+    for group in spec.groups:
+        _tool(conf, "group", "add", group.name)
+    for group in spec.groups:
+        _tool(conf, "group", "addmembers", group.name, ",".join(group.members))
+    process = _start_process(directory)
+    try:
+        _wait_ready(process, address, directory)
+        _set_ldap_attributes(spec, address)
+    finally:
+        stop_process(process)
+
+
+def _set_ldap_attributes(spec: AdDomainSpec, address: str) -> None:
+    """Set attributes samba-tool cannot (employeeID, physicalDeliveryOfficeName, displayName)."""
+    conn = ldap3.Connection(
+        ldap3.Server(address, port=389, get_info=ldap3.NONE),
+        user=spec.user_dn("Administrator"),
+        password=spec.admin_password,
+        auto_bind=True,
+    )
+    try:
+        for user in spec.users:
+            changes: dict[str, list[tuple[str, list[str]]]] = {
+                "displayName": [(ldap3.MODIFY_REPLACE, [f"{user.given_name} {user.surname}"])]
+            }
+            if user.employee_id:
+                changes["employeeID"] = [(ldap3.MODIFY_REPLACE, [user.employee_id])]
+            if user.office:
+                changes["physicalDeliveryOfficeName"] = [(ldap3.MODIFY_REPLACE, [user.office])]
+            if not conn.modify(spec.user_dn(user.sam), changes):
+                raise RuntimeError(f"modify {user.sam} failed: {conn.result}")
+    finally:
+        conn.unbind()
+
+
+def _start_process(directory: Path) -> subprocess.Popen[bytes]:
+    log = open(directory / "samba.stdout", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            ["samba", "-s", str(directory / "etc" / "smb.conf"), "-F", "--no-process-group", "-M", "single"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        log.close()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], address: str, directory: Path) -> None:
+    """Wait until an anonymous rootDSE search answers; raise RuntimeError after the timeout."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (directory / "samba.stdout").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"samba exited with {process.returncode}: {tail}")
+        try:
+            conn = ldap3.Connection(
+                ldap3.Server(address, port=389, get_info=ldap3.NONE, connect_timeout=0.5),
+                auto_bind=True,
+                receive_timeout=1,
+            )
+            ok = conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["namingContexts"])
+            conn.unbind()
+            if ok:
+                return
+        except Exception:  # noqa: BLE001 - not listening yet
+            pass
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"samba on {address} not ready within {READY_TIMEOUT_SECONDS} s")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached_tarball(spec: AdDomainSpec) -> Path:
+    """Return the tarball of ``spec`` provisioned, provisioning it first if not cached.
+
+    A file lock makes concurrent workers provision each domain once.
+    """
+    key = _cache_key(spec)
+    cache = cache_dir()
+    tarball = cache / f"samba-{spec.netbios.lower()}-{key}.tar.gz"
+    with _file_lock(cache / f"samba-{spec.netbios.lower()}.lock"):
+        if tarball.exists():
+            return tarball
+        staging_root = Path(tempfile.mkdtemp(prefix=f"samba-provision-{spec.netbios.lower()}-"))
+        directory = staging_root / "dc"
+        try:
+            _provision(spec, directory, spec.staging_address)
+            conf = directory / "etc" / "smb.conf"
+            text = conf.read_text().replace(str(directory), _ROOT_MARK)
+            conf.write_text(text.replace(f"{spec.staging_address}/8", f"{_IP_MARK}/8"))
+            partial = tarball.with_suffix(".partial")
+            with tarfile.open(partial, "w:gz") as archive:
+                archive.add(
+                    directory,
+                    arcname="dc",
+                    filter=lambda info: None if info.name.endswith(("ldapi", ".stdout")) or "/log." in info.name else info,
+                )
+            partial.rename(tarball)
+        finally:
+            shutil.rmtree(staging_root, ignore_errors=True)
+    return tarball
+
+
+def start_samba_dc(spec: AdDomainSpec, address: str, run_root: Path) -> SambaDC:
+    """Restore (or provision) ``spec`` under ``run_root``, start it on ``address``, return it.
+
+    Accounts whose state is ``locked`` are locked out with failed binds after start.
+    Raises RuntimeError when the address is taken or the DC does not become ready.
+    """
+    if port_in_use(address, 389):
+        raise RuntimeError(f"{address}:389 is already in use (another test session?)")
+    tarball = _cached_tarball(spec)
+    directory = run_root / spec.netbios.lower() / "dc"
+    shutil.rmtree(directory.parent, ignore_errors=True)
+    directory.parent.mkdir(parents=True)
+    with tarfile.open(tarball, "r:gz") as archive:
+        archive.extractall(directory.parent, filter="tar")
+    conf = directory / "etc" / "smb.conf"
+    conf.write_text(conf.read_text().replace(_ROOT_MARK, str(directory)).replace(_IP_MARK, address))
+    process = _start_process(directory)
+    _wait_ready(process, address, directory)
+    dc = SambaDC(spec=spec, address=address, directory=directory, process=process)
+    try:
+        for user in spec.users:
+            if user.state == "locked":
+                lock_out(dc, user)
+    except Exception:
+        dc.stop()
+        raise
+    return dc
+
+
+def lock_out(dc: SambaDC, user: AdUser) -> None:
+    """Lock ``user`` out with LOCKOUT_THRESHOLD failed binds. Returns None."""
+    server = ldap3.Server(dc.address, port=389, get_info=ldap3.NONE)
+    for attempt in range(LOCKOUT_THRESHOLD):
+        conn = ldap3.Connection(server, user=dc.spec.user_dn(user.sam), password=f"wrong-{attempt}-{user.password}")
+        conn.bind()
+        conn.unbind()
+
+
+# -- the boroughs (SCENARIOS.md) ------------------------------------------------------
+
+SERVICE_ACCOUNT = "svc-supercloud"
+SERVICE_PASSWORD = "Svc-Directory-Read-2026!"
+CAMDEN_PASSWORD = "Camden-Care-2026!"
+NEWHAM_PASSWORD = "Newham-Discharge-2026!"
+
+CAMDEN = AdDomainSpec(
+    realm="CAMDEN.TEST",
+    netbios="CAMDEN",
+    host_name="dc-camden",
+    staging_address="127.0.250.2",
+    admin_password="Camden-Admin-2026!",
+    users=(
+        AdUser(SERVICE_ACCOUNT, SERVICE_PASSWORD, "Supercloud", "Service"),
+        AdUser(
+            "asmith", CAMDEN_PASSWORD, "Alice", "Smith", mail="alice.smith@camden.test",
+            department="Adult Social Care", job_title="Social Worker", employee_id="CAM-10442",
+            office="Crowndale Centre",
+        ),
+        AdUser("jleaver", CAMDEN_PASSWORD, "Jamie", "Leaver", mail="jamie.leaver@camden.test", state="disabled"),
+        AdUser("pnew", CAMDEN_PASSWORD, "Priya", "New", mail="priya.new@camden.test", state="must_change"),
+        AdUser("tlocked", CAMDEN_PASSWORD, "Tom", "Locked", mail="tom.locked@camden.test", state="locked"),
+        AdUser("cexpired", CAMDEN_PASSWORD, "Chris", "Expired", mail="chris.expired@camden.test", state="expired"),
+        AdUser("jpatel", CAMDEN_PASSWORD, "Jay", "Patel", mail="jay.patel@camden.test", department="Housing"),
+        AdUser("wrongpw", CAMDEN_PASSWORD, "Wendy", "Wrong", mail="wendy.wrong@camden.test"),
+    ),
+    groups=(
+        AdGroup("Care Staff", ("Adult Social Care",)),
+        AdGroup("Adult Social Care", ("asmith",)),
+        AdGroup("Discharge Team", ("asmith",)),
+    ),
+)  # fmt: skip
+
+NEWHAM = AdDomainSpec(
+    realm="NEWHAM.TEST",
+    netbios="NEWHAM",
+    host_name="dc-newham",
+    staging_address="127.0.250.3",
+    admin_password="Newham-Admin-2026!",
+    users=(
+        AdUser(SERVICE_ACCOUNT, SERVICE_PASSWORD, "Supercloud", "Service"),
+        AdUser(
+            "mokafor", NEWHAM_PASSWORD, "Mary", "Okafor", mail="mary.okafor@newham.test",
+            department="Hospital Discharge", job_title="Discharge Coordinator", employee_id="NEW-2207",
+        ),
+        AdUser("jpatel", NEWHAM_PASSWORD, "Jay", "Patel", mail="jay.patel@newham.test", department="Parking"),
+    ),
+    groups=(
+        AdGroup("Hospital Discharge Team", ("Discharge Coordinators",)),
+        AdGroup("Discharge Coordinators", ("mokafor",)),
+    ),
+)  # fmt: skip
+
+
+def _dc_fixture(spec: AdDomainSpec, last_octet: int):  # type: ignore[no-untyped-def]
+    @pytest.fixture(scope="session")
+    def fixture(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+        if not binaries_available():
+            peer_missing("Samba AD DC", HOW_TO_ENABLE)
+        dc = start_samba_dc(spec, worker_address(last_octet, worker_id), tmp_path_factory.mktemp(f"samba-{spec.netbios.lower()}"))
+        try:
+            yield dc
+        finally:
+            dc.stop()
+
+    return fixture
+
+
+#: Session fixtures: import them into a conftest.py (``from tests.peers.samba import samba_camden``).
+samba_camden = _dc_fixture(CAMDEN, 2)
+samba_newham = _dc_fixture(NEWHAM, 3)
