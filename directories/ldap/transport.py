@@ -111,7 +111,7 @@ class ConnectionFactory:
     def __init__(self, settings: TransportSettings) -> None:
         self._settings = settings
         self._context = build_ssl_context(settings.ca_file) if settings.tls_mode != "plain" else None
-        self._servers: dict[str, ldap3.Server] = {}
+        self._tls: dict[str, _VerifyingTls] = {}
 
     @property
     def settings(self) -> TransportSettings:
@@ -119,24 +119,27 @@ class ConnectionFactory:
         return self._settings
 
     def _server(self, url: str) -> ldap3.Server:
-        server = self._servers.get(url)
-        if server is None:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            ldaps = parts.scheme == "ldaps"
-            tls = None
-            if self._context is not None:
-                tls = _VerifyingTls(self._context, self._settings.tls_server_name or host, self._settings.tcp_nodelay)
-            server = ldap3.Server(
-                host,
-                port=parts.port or (636 if ldaps else 389),
-                use_ssl=ldaps,
-                tls=tls,
-                get_info=ldap3.NONE,
-                connect_timeout=self._settings.connect_timeout,
-            )
-            self._servers[url] = server
-        return server
+        """Return a new ldap3 ``Server`` for ``url``.
+
+        A fresh object per connection: ldap3 ``Server`` objects remember failed addresses
+        for a few seconds ("invalid server address") and mutate that state without a
+        lock, which would fight the circuit breaker and is unsafe across threads.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        ldaps = parts.scheme == "ldaps"
+        tls = self._tls.get(host)
+        if tls is None and self._context is not None:
+            tls = _VerifyingTls(self._context, self._settings.tls_server_name or host, self._settings.tcp_nodelay)
+            self._tls[host] = tls
+        return ldap3.Server(
+            host,
+            port=parts.port or (636 if ldaps else 389),
+            use_ssl=ldaps,
+            tls=tls,
+            get_info=ldap3.NONE,
+            connect_timeout=self._settings.connect_timeout,
+        )
 
     def open(self, url: str, kind: ConnectionKind) -> ldap3.Connection:
         """Return a new, connected ``Connection`` to ``url``.
