@@ -30,6 +30,7 @@ from policies.model import (
     Request,
 )
 from policies.obligations import Outcome, find_obligations
+from policies.references import mentions_variable
 from policies.release import decide_release
 
 
@@ -90,6 +91,9 @@ class PolicyEngine:
         self._organisations = frozenset(o.id for o in environment.organisations)
         self._teams = frozenset(t.id for t in environment.teams)
         self._services = frozenset(s.id for s in environment.services)
+        self._release_cache: dict[tuple[str, str], Outcome] | None = (
+            None if _release_depends_on_person(compiled) else {}
+        )
         try:
             self._base = cedarpy.Entities.from_json_str(
                 json.dumps(environment_entities(environment)), compiled.schema
@@ -145,7 +149,8 @@ class PolicyEngine:
             return self._failed(request, unknown)
         grant = person.break_glass
         grant_active = grant is not None and grant.active_at(request.now)
-        current = self.evaluate(request, person.assurance, grant_active)
+        entities = self.person_entities(request, person.assurance, grant_active)
+        current = self.evaluate(request, person.assurance, grant_active, entities)
         if current.errors:
             return self._failed(request, list(current.errors), policy_ids=current.policy_ids)
         if not current.allowed:
@@ -180,7 +185,7 @@ class PolicyEngine:
             result = decide_release(
                 person,
                 request.requested_attributes,
-                lambda attrs: self._evaluate_release(request, grant_active, attrs),
+                lambda attrs: self._evaluate_release(request, entities, attrs),
             )
             released, reasons, withheld = result.released, result.reasons, result.withheld
         return Decision(
@@ -267,13 +272,17 @@ class PolicyEngine:
             "context": context,
         }
 
-    def evaluate(self, request: Request, assurance: int, break_glass: bool) -> Outcome:
+    def evaluate(
+        self, request: Request, assurance: int, break_glass: bool, entities: cedarpy.Entities | None = None
+    ) -> Outcome:
         """Evaluate ``request`` as if the person had ``assurance`` and ``break_glass``.
 
-        Returns the Outcome (permitted?, deciding @ids, evaluation errors); raises
-        PolicyError(INVALID_INPUT) if the person does not fit the schema.
+        ``entities`` may pass the ones ``person_entities`` built for exactly these
+        values. Returns the Outcome (permitted?, deciding @ids, evaluation errors);
+        raises PolicyError(INVALID_INPUT) if the person does not fit the schema.
         """
-        entities = self.person_entities(request, assurance, break_glass)
+        if entities is None:
+            entities = self.person_entities(request, assurance, break_glass)
         result = cedarpy.is_authorized(
             self._cedar_request(request, request.action, {}),
             self._compiled.policy_set,
@@ -282,19 +291,68 @@ class PolicyEngine:
         )
         return _outcome(result)
 
-    def _evaluate_release(self, request: Request, break_glass: bool, attributes: Sequence[str]) -> list[Outcome]:
-        entities = self.person_entities(request, request.person.assurance, break_glass)
+    def _evaluate_release(
+        self, request: Request, entities: cedarpy.Entities, attributes: Sequence[str]
+    ) -> list[Outcome]:
+        """Return the release Outcome of each attribute, in order.
+
+        When no policy that could apply to ``release`` reads anything of the person
+        (see ``_release_depends_on_person``), the answer depends only on the service and
+        the attribute name, so it is remembered for the life of this engine.
+        """
+        cache = self._release_cache
+        if cache is not None:
+            missing = [a for a in attributes if (request.service, a) not in cache]
+        else:
+            missing = list(attributes)
         cedar_requests = [
             {
                 **self._cedar_request(request, RELEASE_ACTION, {"attribute": attribute}),
                 "resource": _uid(names.SERVICE, request.service),
             }
-            for attribute in attributes
+            for attribute in missing
         ]
         results = cedarpy.is_authorized_batch(
             cedar_requests, self._compiled.policy_set, entities, self._compiled.schema
-        )
-        return [_outcome(r) for r in results]
+        ) if cedar_requests else []
+        fresh = {a: _outcome(r) for a, r in zip(missing, results, strict=True)}
+        if cache is None:
+            return [fresh[a] for a in attributes]
+        if len(cache) < _RELEASE_CACHE_LIMIT:
+            for attribute, outcome in fresh.items():
+                if not outcome.errors:
+                    cache[(request.service, attribute)] = outcome
+        return [fresh[a] if a in fresh else cache[(request.service, a)] for a in attributes]
+
+
+_RELEASE_CACHE_LIMIT = 10_000
+
+
+def _release_depends_on_person(compiled: CompiledBundle) -> bool:
+    """Return True unless every policy that may apply to ``release`` ignores the person.
+
+    A policy ignores the person when its principal scope is unconstrained and its
+    conditions never mention ``principal`` (so they read only the context and the
+    resource: the service, which is part of the stable environment). Then a release decision is a function of (service,
+    attribute) alone and may be remembered.
+    """
+    for policy in compiled.policies.values():
+        action = policy.est.get("action") or {}
+        op = action.get("op")
+        if op == "==":
+            applies = action.get("entity", {}).get("id") == RELEASE_ACTION
+        elif op == "in":
+            entities = action.get("entities") or [action.get("entity") or {}]
+            applies = any(e.get("id") == RELEASE_ACTION for e in entities)
+        else:
+            applies = True
+        if not applies:
+            continue
+        if (policy.est.get("principal") or {}).get("op") != "All":
+            return True
+        if mentions_variable(policy.est, "principal"):
+            return True
+    return False
 
 
 def _outcome(result: cedarpy.AuthzResult) -> Outcome:

@@ -80,3 +80,18 @@ def fact_name(path: str) -> str | None:
     if len(parts) >= 2 and parts[0] == "principal":
         return parts[1]
     return None
+
+
+def mentions_variable(est: Mapping[str, Any], variable: str) -> bool:
+    """Return True if any condition of the policy refers to ``variable`` (e.g. ``principal``) at all."""
+
+    def walk(node: object) -> bool:
+        if isinstance(node, list):
+            return any(walk(item) for item in node)
+        if isinstance(node, Mapping):
+            if node.get("Var") == variable:
+                return True
+            return any(walk(value) for value in node.values())
+        return False
+
+    return any(walk(c.get("body")) for c in est.get("conditions", ()) or () if isinstance(c, Mapping))

@@ -260,3 +260,31 @@ def test_an_invalid_environment_is_refused_with_every_problem(london) -> None:
         PolicyEngine(london, bad)
     assert caught.value.code is PolicyErrorCode.ENVIRONMENT_INVALID
     assert len(caught.value.problems) == 3
+
+
+# --- attribute release that depends on the person ----------------------------------------------------
+
+
+def test_release_may_depend_on_the_person_and_is_then_never_remembered() -> None:
+    by_assurance = '''@id("release-email-aal3")
+permit (principal, action == Action::"release", resource == Service::"svc")
+when { context.attribute == "email" && principal.assurance >= 3 };'''
+    by_identity = '''@id("release-name-alex")
+permit (principal, action == Action::"release", resource == Service::"svc")
+when { context.attribute == "name" && principal == Person::"camden-ad|asmith" };'''
+    for policy, attribute, lucky, unlucky in (
+        (by_assurance, "email", camden_social_worker(assurance=3), camden_social_worker(assurance=2)),
+        (by_identity, "name", camden_social_worker(), person("camden-ad|other", job_roles=("social-worker",))),
+    ):
+        engine = engine_for(PERMIT_BOROUGH, policy)
+        for _ in range(2):  # a second round would expose a wrongly remembered answer
+            assert engine.decide(sign_in(lucky, "svc", requested_attributes=(attribute,))).released == (attribute,)
+            assert engine.decide(sign_in(unlucky, "svc", requested_attributes=(attribute,))).released == ()
+
+
+def test_release_that_ignores_the_person_gives_the_same_answer_every_time() -> None:
+    engine = engine_for(PERMIT_BOROUGH, RELEASE_ALL)
+    first = engine.decide(sign_in(camden_social_worker(), "svc"))
+    second = engine.decide(sign_in(camden_social_worker(), "svc"))
+    assert first.released == second.released == ("name",)
+    assert first.release_policy_ids == second.release_policy_ids == {"name": ("release-name",)}
