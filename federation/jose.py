@@ -88,12 +88,14 @@ def verify(
     audience: str | None,
     issuer: str,
     typ: str | None = None,
+    access_token: str | None = None,
     leeway_seconds: int = 30,
 ) -> dict[str, Any]:
     """Return the claims of ``token`` after checking signature, ``iss``, ``aud``, ``exp``/``nbf``/``iat``.
 
     The key is chosen from ``keys`` by the header's ``kid`` and must be of the header's
-    algorithm. With ``typ``, the header's ``typ`` must match (RFC 8725 §3.11).
+    algorithm. With ``typ``, the header's ``typ`` must match (RFC 8725 §3.11). With
+    ``access_token``, an ID token's ``at_hash`` must match it (OIDC Core §3.1.3.8).
     Raises FederationError(INVALID_TOKEN) with the reason.
     """
     try:
@@ -110,8 +112,17 @@ def verify(
         raise FederationError(FederationErrorCode.INVALID_TOKEN, "unknown signing key")
     if pinned.alg != alg:
         raise FederationError(FederationErrorCode.INVALID_TOKEN, "algorithm does not match the pinned key")
-    options = {"verify_aud": audience is not None, "leeway": leeway_seconds, "require_exp": True, "require_iat": True}
+    options = {
+        "verify_aud": audience is not None,
+        "verify_at_hash": access_token is not None,
+        "leeway": leeway_seconds,
+        "require_exp": True,
+        "require_iat": True,
+    }
     try:
-        return jwt.decode(token, pinned.key, algorithms=[pinned.alg], audience=audience, issuer=issuer, options=options)
+        return jwt.decode(
+            token, pinned.key, algorithms=[pinned.alg], audience=audience, issuer=issuer, options=options,
+            access_token=access_token,
+        )
     except JOSEError as exc:
         raise FederationError(FederationErrorCode.INVALID_TOKEN, str(exc)) from None
