@@ -3,7 +3,7 @@
 ``PolicyEngine(compiled, environment)`` turns the environment (organisations, Section 75
 agreements, teams, services) into Cedar entities once; ``decide(request)`` adds only
 the person (and record) per request and evaluates the pre-parsed policy set. ``decide``
-is a pure function of the engine and the request and never raises: any error yields a
+is a pure function of the engine and the request; once it has a Request, any error yields a
 deny that names the error (fail closed). Cedar's semantics hold: default deny, and a
 matching forbid overrides every permit.
 """
@@ -26,7 +26,6 @@ from policies.model import (
     Decision,
     Environment,
     Obligation,
-    PersonFacts,
     Request,
 )
 from policies.obligations import Outcome, find_obligations

@@ -42,7 +42,7 @@ DECISION_FACTS: tuple[str, ...] = SCALAR_FACTS + SET_FACTS
 _MAX_ID = 256
 _MAX_TEXT = 2000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
 
 FactValue = str | int | bool | tuple[str, ...]
 
@@ -164,7 +164,7 @@ class PersonFacts:
             _raise_if(problems, "person")
         for name, fact in self.facts.items():
             if not isinstance(name, str) or not _ATTRIBUTE_NAME.match(name):
-                _problem(problems, f"facts[{name!r}]", "name must match [a-z][a-z0-9_]*")
+                _problem(problems, f"facts[{name!r}]", "name must be a letter then up to 127 of [A-Za-z0-9_.:-]")
             if not isinstance(fact, Fact):
                 _problem(problems, f"facts[{name!r}]", "must be a Fact")
         facts = {k: v for k, v in self.facts.items() if isinstance(v, Fact)}

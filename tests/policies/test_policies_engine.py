@@ -187,7 +187,7 @@ def test_unknown_attributes_never_reach_a_policy(engine: PolicyEngine) -> None:
         ({"organisation": "camden", "kind": "borough", "assurance": True}, "facts.assurance"),
         ({"organisation": "", "kind": "borough", "assurance": 2}, "facts.organisation"),
         ({"organisation": "camden", "kind": "borough", "assurance": 2, "teams": "camden-discharge"}, "facts.teams"),
-        ({"organisation": "camden", "kind": "borough", "assurance": 2, "Bad-Name": "x"}, "name must match"),
+        ({"organisation": "camden", "kind": "borough", "assurance": 2, "bad name": "x"}, "name must be"),
     ],
 )
 def test_malformed_person_gets_a_clear_policy_error(facts: dict, problem: str) -> None:
@@ -224,7 +224,7 @@ def test_every_problem_of_a_person_is_listed_at_once() -> None:
         ({"now": dt.datetime(2026, 1, 1)}, "now"),
         ({"service": ""}, "service"),
         ({"requested_attributes": "email"}, "requested_attributes"),
-        ({"requested_attributes": ("email", "Not A Name")}, "requested_attributes"),
+        ({"requested_attributes": ("email", "not a name")}, "requested_attributes"),
     ],
 )
 def test_malformed_requests_get_a_clear_policy_error(kwargs: dict, problem: str) -> None:
