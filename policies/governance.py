@@ -3,7 +3,8 @@
 SCENARIOS policy 6: only policy administrators change policies, and a change takes
 effect after a second person approves it. Every step (including every refusal) is
 recorded in the repository's history and emitted through the injected ``audit``
-callable, e.g. ``audit("policy.bundle.approved", {"version": ..., "actor": ...})``.
+callable, e.g. ``audit("policy.bundle.approved", {"version": ..., "actor": ...})``,
+after the step is stored; an exception raised by ``audit`` propagates to the caller.
 
 The lifecycle of a version::
 
@@ -102,11 +103,18 @@ class PolicyGovernance:
 
         Returns the Proposal. Raises PolicyError: NOT_AUTHORISED (proposer is no policy
         admin), BUNDLE_INVALID (every problem listed), BUNDLE_TESTS_FAILED (every
-        failing case listed) or VERSION_EXISTS. Each refusal is audited.
+        failing case listed), VERSION_EXISTS, or INVALID_STATE (a bundle of another
+        name). Each refusal is audited.
         """
         version = getattr(bundle, "version", "?")
         self._require_admin("propose", version, proposer, proposer_roles)
         try:
+            existing = self._repository.versions()
+            if existing and existing[0].bundle.name != bundle.name:
+                raise PolicyError(
+                    PolicyErrorCode.INVALID_STATE,
+                    f"this repository governs bundle {existing[0].bundle.name!r}, not {bundle.name!r}",
+                )
             compiled = compile_bundle(bundle, self._schema)
             report = require_passing(compiled)
             record = BundleRecord(

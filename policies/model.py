@@ -444,23 +444,24 @@ class Environment:
                 organisations=tuple(
                     OrganisationFacts(
                         id=o["id"], name=o.get("name", o["id"]), kind=o["kind"],
-                        memberships=tuple(o.get("memberships", ())),
+                        memberships=_string_list(o.get("memberships", ()), "memberships"),
                     )
-                    for o in data.get("organisations", ())
+                    for o in _mapping_list(data.get("organisations", ()), "organisations")
                 ),
                 agreements=tuple(
-                    Section75Agreement(id=a["id"], parties=tuple(a["parties"]))
-                    for a in data.get("agreements", ())
+                    Section75Agreement(id=a["id"], parties=_string_list(a["parties"], "parties"))
+                    for a in _mapping_list(data.get("agreements", ()), "agreements")
                 ),
                 teams=tuple(
                     TeamFacts(
                         id=t["id"], name=t.get("name", t["id"]), organisation=t["organisation"],
-                        functions=tuple(t.get("functions", ())),
+                        functions=_string_list(t.get("functions", ()), "functions"),
                     )
-                    for t in data.get("teams", ())
+                    for t in _mapping_list(data.get("teams", ()), "teams")
                 ),
                 services=tuple(
-                    ServiceFacts(id=s["id"], name=s.get("name", s["id"])) for s in data.get("services", ())
+                    ServiceFacts(id=s["id"], name=s.get("name", s["id"]))
+                    for s in _mapping_list(data.get("services", ()), "services")
                 ),
             )
         except (KeyError, TypeError, AttributeError) as error:
@@ -471,6 +472,18 @@ class Environment:
         if problems:
             raise PolicyError(PolicyErrorCode.ENVIRONMENT_INVALID, "invalid environment", problems)
         return env
+
+
+def _mapping_list(value: object, what: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise TypeError(f"{what} must be a list of mappings")
+    return list(value)
+
+
+def _string_list(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a list of strings")
+    return tuple(value)
 
 
 # --- decisions and obligations ------------------------------------------------------------

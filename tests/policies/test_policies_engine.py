@@ -288,3 +288,19 @@ def test_release_that_ignores_the_person_gives_the_same_answer_every_time() -> N
     second = engine.decide(sign_in(camden_social_worker(), "svc"))
     assert first.released == second.released == ("name",)
     assert first.release_policy_ids == second.release_policy_ids == {"name": ("release-name",)}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"organisations": [{"id": "a", "kind": "borough", "memberships": "London boroughs"}]},
+        {"organisations": "camden"},
+        {"teams": [{"id": "t"}]},
+        {"agreements": [{"id": "s75", "parties": ["a"]}], "organisations": []},
+        "not a mapping",
+    ],
+)
+def test_a_malformed_environment_document_is_refused(data) -> None:
+    with pytest.raises(PolicyError) as caught:
+        Environment.from_mapping(data)
+    assert caught.value.code is PolicyErrorCode.ENVIRONMENT_INVALID

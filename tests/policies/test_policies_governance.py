@@ -253,3 +253,11 @@ def test_history_records_every_step_in_order(governance: PolicyGovernance, londo
     ]
     times = [h.at for h in governance.history()]
     assert times == sorted(times)
+
+
+def test_a_repository_governs_one_bundle(governance: PolicyGovernance, london_bundle) -> None:
+    governance.propose(london_bundle, "alice", ADMIN)
+    other = PolicyBundle("elsewhere", "1", london_bundle.sources, london_bundle.tests)
+    with pytest.raises(PolicyError) as caught:
+        governance.propose(other, "alice", ADMIN)
+    assert caught.value.code is PolicyErrorCode.INVALID_STATE
