@@ -182,13 +182,11 @@ def _attribute_use(engine: PolicyEngine, request: Request, path: str) -> Attribu
         )
     parts = path.split(".")
     if name == "organisation" and len(parts) > 2:
-        org = engine.environment.organisation(person.organisation)
         fact = person.facts["organisation"]
-        registry_value = _organisation_attribute(engine, person.organisation, parts[2]) if org else "unknown"
         return AttributeUse(
             path=path,
-            value=f"{registry_value} (organisation {person.organisation!r}; {parts[2]} from the organisation registry)",
-            source=fact.source,
+            value=_organisation_attribute(engine, person.organisation, parts[2]),
+            source=f"the organisation registry, for organisation {person.organisation!r} asserted by {fact.source}",
             asserted_at=fact.asserted_at.isoformat(),
         )
     if name is not None and name in person.facts:

@@ -29,7 +29,9 @@ def test_a_permit_names_its_policy_the_attributes_read_and_their_provenance(engi
     (account,) = data["deciding"]
     paths = {use["path"] for use in account["reads"]}
     assert {"team membership", "principal.organisation.kind", "principal.organisation.memberships"} <= paths
-    assert all(use["source"] == "camden-ad" for use in account["reads"])
+    assert all(use["source"].endswith("camden-ad") for use in account["reads"])
+    assert "principal.organisation.kind = borough (from the organisation registry, for organisation 'camden' " \
+        f"asserted by camden-ad at {ASSERTED.isoformat()})" in text
 
 
 def test_a_forbid_and_its_step_up_are_explained(engine: PolicyEngine) -> None:
