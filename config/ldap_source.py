@@ -100,6 +100,12 @@ class LdapSourceConfig(BaseModel):
         default=None, description="Default: in_chain (active_directory), recursive (ldap)"
     )
     group_max_depth: int = Field(default=10, ge=1, le=64, description="Nesting depth for recursive expansion")
+    min_failure_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="A failed sign-in takes at least this long, so timing does not tell who exists",
+    )
 
     @field_validator("urls")
     @classmethod

@@ -11,6 +11,8 @@ bind), ``status`` (AD sub-codes and account flags), ``groups`` (nesting), ``attr
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from config.ldap_source import LdapSourceConfig
 from directories.interfaces import Directory
@@ -38,12 +40,18 @@ def build_group_resolver(cfg: LdapSourceConfig) -> GroupResolver:
     return NoGroups()
 
 
-def build_ldap_directory(cfg: LdapSourceConfig, *, tcp_nodelay: bool = True) -> LdapDirectory:
+def build_ldap_directory(
+    cfg: LdapSourceConfig,
+    *,
+    tcp_nodelay: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> LdapDirectory:
     """Return a ``Directory`` for ``cfg`` (no connection is opened until first use).
 
     Logs a warning when the directory sends passwords without TLS (``tls_mode: plain``,
     accepted only with ``allow_plain``). Raises ``DirectoryError(MISCONFIGURED)`` when the
-    CA file cannot be loaded. ``tcp_nodelay=False`` exists for the benchmark only.
+    CA file cannot be loaded. ``tcp_nodelay=False`` exists for the benchmark only;
+    ``clock`` (the circuit breaker's) for tests.
     """
     if cfg.tls_mode == "plain":
         log.warning(
@@ -60,6 +68,6 @@ def build_ldap_directory(cfg: LdapSourceConfig, *, tcp_nodelay: bool = True) -> 
         bind_password=cfg.bind_password,
         tcp_nodelay=tcp_nodelay,
     )
-    servers = ServerSet(cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds)
+    servers = ServerSet(cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds, clock=clock)
     pool = ConnectionPool(cfg.id, ConnectionFactory(settings), servers, cfg.pool_size)
     return LdapDirectory(cfg, pool, build_group_resolver(cfg))

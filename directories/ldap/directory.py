@@ -7,7 +7,8 @@ Authentication (RFC 4513 §5.1.3 simple bind, the "search then bind" pattern):
    equals the username (escaped per RFC 4515);
 3. bind as *the DN the search returned* (never a DN built from input) on a separate
    "auth" connection; for an unknown or ambiguous user, bind as a DN that cannot exist
-   so the round trips, and so the timing, are the same;
+   so the round trips are the same, and let every failure take at least
+   ``min_failure_seconds`` (AD answers a wrong password far slower than an absent DN);
 4. map an AD bind sub-code to its error; after a successful bind re-check the status
    attributes read in step 2 and fail closed on anything but ACTIVE;
 5. read the groups and return the ``AccountRecord``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from collections.abc import Callable
 
 from config.ldap_source import LdapSourceConfig
@@ -39,6 +41,8 @@ from directories.ldap.status import (
 from directories.records import AccountRecord, AccountStatus
 
 log = logging.getLogger(__name__)
+# Failures that say nothing about the account: no floor on how fast they are reported.
+_NOT_PADDED = frozenset({DirectoryErrorCode.UNAVAILABLE, DirectoryErrorCode.MISCONFIGURED})
 
 
 class LdapDirectory:
@@ -54,11 +58,15 @@ class LdapDirectory:
         groups: GroupResolver,
         *,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._config = config
         self._pool = pool
         self._groups = groups
         self._now = now
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._is_ad = config.type == "active_directory"
         self._object_id_attribute = "objectGUID" if self._is_ad else "entryUUID"
         self._attribute_map = config.effective_attribute_map
@@ -98,6 +106,15 @@ class LdapDirectory:
         """
         if not isinstance(password, str) or not password.strip():
             raise DirectoryError(DirectoryErrorCode.EMPTY_PASSWORD, f"{self.id}: refused before any bind")
+        started = self._monotonic()
+        try:
+            return self._authenticate(username, password)
+        except DirectoryError as exc:
+            if exc.code not in _NOT_PADDED:
+                self._pad(started)
+            raise
+
+    def _authenticate(self, username: str, password: str) -> AccountRecord:
         try:
             name = check_username(username)
         except DirectoryError as exc:
@@ -113,6 +130,16 @@ class LdapDirectory:
         if status is not AccountStatus.ACTIVE:
             raise DirectoryError(STATUS_ERRORS[status], f"{self.id}: bind succeeded but account is {status.value}")
         return self._record(entry, status)
+
+    def _pad(self, started: float) -> None:
+        """Sleep until ``min_failure_seconds`` have passed since ``started``.
+
+        A directory answers "no such DN" much faster than "wrong password" (AD records
+        the bad attempt), so without a floor the time of a failure tells who exists.
+        """
+        remaining = self._config.min_failure_seconds - (self._monotonic() - started)
+        if remaining > 0:
+            self._sleep(remaining)
 
     def lookup(self, username: str) -> AccountRecord | None:
         """Return the account's current record (status, attributes, groups), or None.

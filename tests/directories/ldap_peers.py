@@ -25,6 +25,7 @@ def camden_settings(dc: SambaDC, **overrides: object) -> LdapSourceConfig:
         "user_attribute": "userPrincipalName",
         "connect_timeout_seconds": 2,
         "response_timeout_seconds": 5,
+        "min_failure_seconds": 0,  # the timing floor has its own test
     }
     values.update(overrides)
     return LdapSourceConfig.model_validate(values)
@@ -48,6 +49,7 @@ def newham_settings(dc: SambaDC, **overrides: object) -> LdapSourceConfig:
         "response_timeout_seconds": 5,
         "failure_threshold": 2,
         "circuit_open_seconds": 60,
+        "min_failure_seconds": 0,
     }
     values.update(overrides)
     return LdapSourceConfig.model_validate(values)
@@ -66,6 +68,7 @@ def hackney_settings(server: SlapdServer, **overrides: object) -> LdapSourceConf
         "bind_dn": HACKNEY.service_dn,
         "bind_password": HACKNEY.service_password,
         "user_attribute": "uid",
+        "min_failure_seconds": 0,
     }
     values.update(overrides)
     return LdapSourceConfig.model_validate(values)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import statistics
 import threading
+import time
 import uuid
 
 import pytest
@@ -99,6 +101,22 @@ def test_wrong_password_and_unknown_user_look_the_same(camden: LdapDirectory) ->
     assert camden.lookup("nobody@camden.test") is None
     # a right password still works afterwards (one failure does not lock the account)
     assert camden.authenticate("wrongpw@camden.test", CAMDEN_PASSWORD).username == "wrongpw@camden.test"
+
+
+def test_failures_take_the_same_time_whoever_exists(samba_camden: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
+    camden = build(camden_settings(samba_camden, min_failure_seconds=0.3))
+    camden.lookup(ALICE)  # warm the pool
+
+    def failure_time(username: str) -> float:
+        started = time.perf_counter()
+        assert fails_with(camden, username, "Not-The-Password-1").code is DirectoryErrorCode.INVALID_CREDENTIALS
+        return time.perf_counter() - started
+
+    unknown = [failure_time("nobody@camden.test") for _ in range(2)]
+    known = [failure_time("wrongpw@camden.test") for _ in range(2)]
+    assert min(unknown + known) >= 0.3
+    assert abs(statistics.mean(known) - statistics.mean(unknown)) < 0.1
+    camden.authenticate("wrongpw@camden.test", CAMDEN_PASSWORD)  # resets the bad-password count
 
 
 def test_disabled_account_with_wrong_password_reveals_nothing(camden: LdapDirectory) -> None:

@@ -35,12 +35,14 @@ def test_circuit_breaker_stops_trying_the_dead_dc(newham: LdapDirectory) -> None
 
 
 def test_half_open_trial_after_the_cool_down(samba_newham: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
-    newham = build(newham_settings(samba_newham, circuit_open_seconds=0.3, failure_threshold=1))
+    now = [1000.0]
+    newham = build(newham_settings(samba_newham, circuit_open_seconds=30, failure_threshold=1), clock=lambda: now[0])
     newham.authenticate("mokafor", NEWHAM_PASSWORD)
     assert newham.health()[0].state is CircuitState.OPEN
+    now[0] += 29
     newham.authenticate("mokafor", NEWHAM_PASSWORD)
     assert newham.health()[0].total_failures == 1  # still open: not tried
-    time.sleep(0.35)
+    now[0] += 2
     newham.authenticate("mokafor", NEWHAM_PASSWORD)  # one trial, which fails again
     first = newham.health()[0]
     assert first.total_failures == 2 and first.state is CircuitState.OPEN

@@ -218,7 +218,7 @@ class RecordingPool:
         pass
 
 
-def directory(pool: RecordingPool) -> LdapDirectory:
+def directory(pool: RecordingPool, sleeps: list[float] | None = None, floor: float = 0.0) -> LdapDirectory:
     cfg = LdapSourceConfig(
         type="active_directory",
         id="camden-ad",
@@ -227,8 +227,10 @@ def directory(pool: RecordingPool) -> LdapDirectory:
         base_dn="DC=camden,DC=test",
         bind_dn="CN=svc,DC=camden,DC=test",
         bind_password="x",
+        min_failure_seconds=floor,
     )
-    return LdapDirectory(cfg, pool, NoGroups())  # type: ignore[arg-type]
+    record = sleeps.append if sleeps is not None else (lambda seconds: None)
+    return LdapDirectory(cfg, pool, NoGroups(), monotonic=lambda: 100.0, sleep=record)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("password", ["", " ", "\t\n ", None])
@@ -260,3 +262,13 @@ def test_ambiguous_username_is_refused() -> None:
     assert info.value.code is DirectoryErrorCode.INVALID_CREDENTIALS
     assert "several" in info.value.detail
     assert [dn for dn, _ in pool.bound] != ["CN=a,DC=camden,DC=test"]
+
+
+def test_failures_are_padded_to_the_floor_but_empty_passwords_are_not() -> None:
+    sleeps: list[float] = []
+    with pytest.raises(DirectoryError):
+        directory(RecordingPool([[]]), sleeps, floor=0.25).authenticate("ghost", "Some-Password-1")
+    assert sleeps == [0.25]
+    with pytest.raises(DirectoryError):
+        directory(RecordingPool([]), sleeps, floor=0.25).authenticate("ghost", " ")
+    assert sleeps == [0.25]  # EMPTY_PASSWORD: answered at once, nothing to hide
