@@ -142,12 +142,13 @@ class CompiledBundle:
         return self.bundle.label
 
 
-def split_policies(text: str) -> list[str]:
+def split_policies(text: str, *, keep_tail: bool = False) -> list[str]:
     """Return the policies of a Cedar source text one by one, comments removed.
 
     Cedar ends every policy with ``;`` and has no ``;`` inside expressions, so the
-    text splits at each ``;`` outside string literals and ``//`` comments. Returns the
-    pieces (without blank trailing text); never raises.
+    text splits at each ``;`` outside string literals and ``//`` comments. Text after
+    the last ``;`` (a policy missing its end) is returned as a last piece only with
+    ``keep_tail``. Never raises.
     """
     pieces: list[str] = []
     current: list[str] = []
@@ -171,6 +172,9 @@ def split_policies(text: str) -> list[str]:
         else:
             current.append(char)
             i += 1
+    tail = "".join(current).strip()
+    if keep_tail and tail:
+        pieces.append(tail)
     return pieces
 
 
@@ -208,14 +212,11 @@ def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -
         text = bundle.sources[source_name]
         if not _SOURCE_NAME.match(source_name):
             problems.append(f"{source_name}: file names must match [A-Za-z0-9_-]+.cedar")
-        parsed = _parse_source(source_name, text, problems)
-        if parsed is None:
+        parsed, parsable, whole = _parse_source(source_name, text, problems)
+        if not whole:
             parsed_all = False
-            continue
-        pieces = split_policies(text)
-        if len(pieces) != len(parsed):
-            pieces = [None] * len(parsed)  # type: ignore[list-item]
-        for est, piece in zip(parsed, pieces, strict=True):
+            parsable = "\n".join(piece for _, piece in parsed if piece)
+        for est, piece in parsed:
             policy_id = _policy_id(source_name, est, problems)
             if policy_id is None:
                 continue
@@ -237,7 +238,8 @@ def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -
                 reads=attribute_paths(est),
                 est=MappingProxyType(dict(est)),
             )
-        _validate_source(source_name, text, schema, problems)
+        if parsable.strip():
+            _validate_source(source_name, parsable, schema, problems)
     suite, test_problems = parse_test_suite(bundle.tests)
     problems.extend(test_problems)
     policy_set = None
@@ -261,20 +263,56 @@ def compile_bundle(bundle: PolicyBundle, schema: cedarpy.Schema | None = None) -
     )
 
 
-def _parse_source(source_name: str, text: str, problems: list[str]) -> list[Mapping[str, Any]] | None:
-    """Return the policies of one file in JSON form, or None (with problems) if it does not parse."""
+def _parse_source(
+    source_name: str, text: str, problems: list[str]
+) -> tuple[list[tuple[Mapping[str, Any], str | None]], str, bool]:
+    """Parse one file. Returns (policies, parsable text, whole file parsed?).
+
+    ``policies`` pairs each policy's JSON form with its own source text (None when the
+    file cannot be split reliably). When the file does not parse, each policy in it is
+    parsed on its own so that every broken policy is reported, not only the first, and
+    the ones that do parse are still checked and validated.
+    """
     try:
         document = json.loads(cedarpy.policies_to_json_str(text))
-    except ValueError as error:
-        problems.append(f"{source_name}: does not parse: {error}")
-        return None
+    except ValueError:
+        return _parse_pieces(source_name, text, problems), "", False
     if document.get("templates"):
         problems.append(f"{source_name}: templates (?principal / ?resource slots) are not allowed in bundles")
     static = document.get("staticPolicies", {})
-    ordered = sorted(static.items(), key=lambda item: _position(item[0]))
+    ordered = [est for _, est in sorted(static.items(), key=lambda item: _position(item[0]))]
     if not ordered and not document.get("templates"):
         problems.append(f"{source_name}: contains no policies")
-    return [est for _, est in ordered]
+    pieces: list[str | None] = list(split_policies(text))
+    if len(pieces) != len(ordered):
+        pieces = [None] * len(ordered)
+    return list(zip(ordered, pieces, strict=True)), text, True
+
+
+_POSITIONAL = re.compile(r"^for policy `policy\d+`, ")
+_ID_HINT = re.compile(r'@id\(\s*"([^"]*)"\s*\)')
+
+
+def _parse_pieces(
+    source_name: str, text: str, problems: list[str]
+) -> list[tuple[Mapping[str, Any], str | None]]:
+    good: list[tuple[Mapping[str, Any], str | None]] = []
+    pieces = split_policies(text, keep_tail=True)
+    for number, piece in enumerate(pieces, start=1):
+        if not piece:
+            continue
+        hint = _ID_HINT.search(piece)
+        label = f"policy #{number}" + (f" ({hint.group(1)})" if hint else "")
+        try:
+            document = json.loads(cedarpy.policies_to_json_str(piece))
+        except ValueError as error:
+            problems.append(f"{source_name}: {label} does not parse: {error}")
+            continue
+        for est in document.get("staticPolicies", {}).values():
+            good.append((est, piece))
+        if document.get("templates"):
+            problems.append(f"{source_name}: templates (?principal / ?resource slots) are not allowed in bundles")
+    return good
 
 
 def _position(cedar_id: str) -> int:
@@ -307,4 +345,5 @@ def _validate_source(source_name: str, text: str, schema: cedarpy.Schema, proble
         if error.error.startswith("Policy parse error"):
             continue  # already reported by _parse_source
         where = names.get(error.policy_id, error.policy_id) if error.policy_id else ""
-        problems.append(f"{source_name}: [{where}] {error.error}" if where else f"{source_name}: {error.error}")
+        message = _POSITIONAL.sub("", error.error)
+        problems.append(f"{source_name}: [{where}] {message}" if where else f"{source_name}: {message}")

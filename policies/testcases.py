@@ -139,17 +139,16 @@ def _parse_case(
     else:
         label = f"{label} ({name})"
     person_raw = raw.get("person")
-    if isinstance(person_raw, str):
-        if person_raw not in people:
-            problems.append(f"{label}.person: unknown persona {person_raw!r}")
-            person_raw = None
-        else:
-            person_raw = people[person_raw]
     overrides = raw.get("with") or {}
     person: PersonFacts | None = None
-    if not isinstance(person_raw, Mapping) or not isinstance(overrides, Mapping):
+    if isinstance(person_raw, str) and person_raw not in people:
+        problems.append(f"{label}.person: unknown persona {person_raw!r}")
+    elif not isinstance(people.get(person_raw) if isinstance(person_raw, str) else person_raw, Mapping):
         problems.append(f"{label}.person: must name a persona or give the facts")
+    elif not isinstance(overrides, Mapping):
+        problems.append(f"{label}.with: must be a mapping of facts")
     else:
+        person_raw = people[person_raw] if isinstance(person_raw, str) else person_raw
         try:
             person = PersonFacts.from_mapping(
                 {**person_raw, **overrides}, default_source=TEST_SOURCE, default_time=now

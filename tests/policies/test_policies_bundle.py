@@ -61,7 +61,7 @@ permit (principal, action == Action::"sign_in", resource);
     expected = [
         "name:",
         "version:",
-        "broken.cedar: does not parse",
+        "broken.cedar: policy #1 does not parse",
         "[unknown-attribute]",
         "salary",
         "[wrong-type]",
@@ -131,3 +131,21 @@ def test_split_policies_ignores_semicolons_in_strings_and_comments() -> None:
         '@id("x;") permit (principal, action, resource) when { "a\\";" == "b" };',
         "forbid (principal, action, resource);",
     ]
+
+
+def test_every_broken_policy_of_a_file_is_reported_and_the_rest_still_validated() -> None:
+    text = """
+@id("one") permit (principal, action == Action::"sign_in", resource) when { 1 + };
+// a comment; with a semicolon
+@id("two") permit (principal, action == Action::"sign_in", resource) when { principal.salary > 1 };
+@id("three") permit (principal, action == Action::"sign_in", resource) when { principal.assurance >= 2 };
+@id("four") permit (principal, action == , resource);
+@id("five") permit (principal, action, resource)
+"""
+    problems = refused(PolicyBundle("t", "1", {"a.cedar": text})).problems
+    assert problems == (
+        "a.cedar: policy #1 (one) does not parse: unexpected token `}`",
+        "a.cedar: policy #4 (four) does not parse: unexpected token `,`",
+        "a.cedar: policy #5 (five) does not parse: unexpected end of input",
+        "a.cedar: [two] attribute `salary` on entity type `Person` not found",
+    )
