@@ -91,6 +91,9 @@ class LdapSourceConfig(BaseModel):
     connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     response_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     pool_size: int = Field(default=8, ge=1, le=256, description="Idle connections kept per server and kind")
+    pool_max_idle_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="Idle connections older than this are closed (AD drops them at 900 s)"
+    )
     failure_threshold: int = Field(default=3, ge=1, le=100, description="Failures that open a server's circuit")
     circuit_open_seconds: float = Field(default=30.0, gt=0, le=3600)
     attribute_map: dict[str, str] | None = Field(

@@ -69,5 +69,7 @@ def build_ldap_directory(
         tcp_nodelay=tcp_nodelay,
     )
     servers = ServerSet(cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds, clock=clock)
-    pool = ConnectionPool(cfg.id, ConnectionFactory(settings), servers, cfg.pool_size)
+    pool = ConnectionPool(
+        cfg.id, ConnectionFactory(settings), servers, cfg.pool_size, max_idle_seconds=cfg.pool_max_idle_seconds
+    )
     return LdapDirectory(cfg, pool, build_group_resolver(cfg))

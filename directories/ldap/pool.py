@@ -20,7 +20,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import ldap3
-from ldap3.core.exceptions import LDAPExceptionError
+from ldap3.core.exceptions import (
+    LDAPCertificateError,
+    LDAPCommunicationError,
+    LDAPExceptionError,
+    LDAPResponseTimeoutError,
+    LDAPStartTLSError,
+)
 
 from directories.errors import DirectoryError, DirectoryErrorCode
 from directories.ldap.servers import Server, ServerSet
@@ -28,6 +34,14 @@ from directories.ldap.transport import ConnectionFactory, ConnectionKind, Server
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Errors of the connection or the server (fail over); other ldap3 errors are our own bugs.
+_TRANSPORT_ERRORS = (
+    LDAPCommunicationError,
+    LDAPStartTLSError,
+    LDAPCertificateError,
+    LDAPResponseTimeoutError,
+    OSError,  # includes ssl.SSLError and socket timeouts
+)
 
 
 class ConnectionPool:
@@ -40,15 +54,18 @@ class ConnectionPool:
         servers: ServerSet,
         size: int,
         *,
+        max_idle_seconds: float = 300.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._directory_id = directory_id
         self._factory = factory
         self._servers = servers
         self._size = size
+        self._max_idle = max_idle_seconds
         self._clock = clock
-        self._idle: dict[tuple[str, str], collections.deque[ldap3.Connection]] = collections.defaultdict(
-            collections.deque
+        # (server url, kind) -> idle connections with the time each was given back
+        self._idle: dict[tuple[str, str], collections.deque[tuple[ldap3.Connection, float]]] = (
+            collections.defaultdict(collections.deque)
         )
         self._lock = threading.Lock()
         self._closed = False
@@ -122,11 +139,18 @@ class ConnectionPool:
             result = operation(conn)
         except ServerFailure as exc:
             raise _Failed(f"{server.url}: {exc}") from None
-        except (LDAPExceptionError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _Failed(f"{server.url}: {type(exc).__name__}: {exc}") from None
         except DirectoryError:
             self._servers.release(server)
             raise
+        except LDAPExceptionError as exc:
+            # e.g. a filter ldap3 cannot encode: not the server's fault, so the circuit
+            # stays closed, and the operation fails closed.
+            self._servers.release(server)
+            raise DirectoryError(
+                DirectoryErrorCode.MISCONFIGURED, f"{self._directory_id}: {type(exc).__name__}: {exc}"
+            ) from None
         self._servers.record_success(server, self._clock() - started)
         return result
 
@@ -136,15 +160,23 @@ class ConnectionPool:
         self._servers.record_failure(server, error)
 
     def _take_idle(self, url: str, kind: str) -> ldap3.Connection | None:
+        """Return the most recently used idle connection, closing any idle too long."""
+        expired = []
+        now = self._clock()
         with self._lock:
             idle = self._idle[(url, kind)]
-            return idle.pop() if idle else None
+            while idle and now - idle[0][1] > self._max_idle:
+                expired.append(idle.popleft()[0])  # oldest first: servers drop idle connections
+            conn = idle.pop()[0] if idle else None
+        for old in expired:
+            close_quietly(old)
+        return conn
 
     def _give_back(self, url: str, kind: str, conn: ldap3.Connection) -> None:
         with self._lock:
             idle = self._idle[(url, kind)]
             if not self._closed and len(idle) < self._size and not conn.closed:
-                idle.append(conn)
+                idle.append((conn, self._clock()))
                 return
         close_quietly(conn)
 
@@ -157,7 +189,7 @@ class ConnectionPool:
         """Close every idle connection; later ``run`` calls raise UNAVAILABLE. Returns None."""
         with self._lock:
             self._closed = True
-            idle = [conn for conns in self._idle.values() for conn in conns]
+            idle = [conn for conns in self._idle.values() for conn, _ in conns]
             self._idle.clear()
         for conn in idle:
             close_quietly(conn)

@@ -133,7 +133,7 @@ def test_empty_password_never_reaches_the_directory(camden: LdapDirectory, passw
 
 @pytest.mark.parametrize(
     "username",
-    ["asmith*", "*", "a*@camden.test", "*)(userPrincipalName=*))(|(userPrincipalName=*", "asmith@camden.test)(cn=*"],
+    ["asmith*", "*", "a*@camden.test", "zoë.o'brien@camden.test", "*)(userPrincipalName=*))(|(userPrincipalName=*", "asmith@camden.test)(cn=*"],
 )
 def test_filter_injection_finds_nobody(camden: LdapDirectory, username: str) -> None:
     # unescaped, "asmith*" and "*" would match Alice (a real UPN) and sign her in

@@ -272,3 +272,33 @@ def test_failures_are_padded_to_the_floor_but_empty_passwords_are_not() -> None:
     with pytest.raises(DirectoryError):
         directory(RecordingPool([]), sleeps, floor=0.25).authenticate("ghost", " ")
     assert sleeps == [0.25]  # EMPTY_PASSWORD: answered at once, nothing to hide
+
+
+def test_connections_idle_too_long_are_closed_not_reused() -> None:
+    factory = FakeFactory()
+    clock = Clock()
+    pool = ConnectionPool(
+        "newham-ad", factory, ServerSet(URLS, failure_threshold=2, open_seconds=60), 4, max_idle_seconds=300, clock=clock  # type: ignore[arg-type]
+    )
+    first = pool.run("service", lambda c: c)
+    clock.now += 299
+    assert pool.run("service", lambda c: c) is first
+    clock.now += 301
+    second = pool.run("service", lambda c: c)
+    assert second is not first and first.closed
+    assert len(factory.opened) == 2
+
+
+def test_a_client_side_ldap3_error_does_not_trip_the_circuit() -> None:
+    from ldap3.core.exceptions import LDAPInvalidFilterError
+
+    pool = make_pool(FakeFactory(), threshold=1)
+
+    def broken(conn: FakeConn) -> None:
+        raise LDAPInvalidFilterError("malformed filter")
+
+    for _ in range(3):
+        with pytest.raises(DirectoryError) as info:
+            pool.run("service", broken)
+        assert info.value.code is DirectoryErrorCode.MISCONFIGURED
+    assert all(h.state is CircuitState.CLOSED and h.total_failures == 0 for h in pool.servers.health())
