@@ -15,6 +15,8 @@ class BrokerErrorCode(enum.StrEnum):
     LOGIN_FAILED = "login_failed"
     SESSION_EXPIRED = "session_expired"
     BAD_REQUEST = "bad_request"
+    ACCESS_DENIED = "access_denied"
+    STEP_UP_REQUIRED = "step_up_required"
 
 
 class BrokerError(Exception):

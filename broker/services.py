@@ -8,6 +8,7 @@ import datetime as dt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.access import OpenAccess
 from broker.audit import AuditLog
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
@@ -93,6 +94,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         organisation_name=organisation_name,
         code_lifetime=settings.broker.authorization_code_lifetime_seconds,
         default_alg=settings.broker.default_signing_alg,
+        access=OpenAccess(),
     )
     return Services(
         settings=settings,

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
+from broker.access import AccessGate, AccessGrant
 from broker.audit import AuditEvent
 from broker.clients import Client, ClientRegistry
-from broker.errors import OAuthError
+from broker.errors import BrokerError, OAuthError
 from broker.oidc.authorization import AuthorizationError, AuthorizationRequest, redirect_with, validate_authorization_request
 from broker.oidc.claims import SUPPORTED_SCOPES, claims_supported, scope_claims
 from broker.oidc.pkce import verify_s256
@@ -73,6 +74,7 @@ class OidcProvider:
         organisation_name: Callable[[str], str | None],
         code_lifetime: int,
         default_alg: SigningAlg,
+        access: AccessGate,
     ) -> None:
         self.endpoints = endpoints
         self._clients = clients
@@ -84,6 +86,7 @@ class OidcProvider:
         self._organisation_name = organisation_name
         self._code_lifetime = code_lifetime
         self._default_alg = default_alg
+        self._access = access
 
     def metadata(self) -> dict[str, Any]:
         """Return the discovery document (OIDC Discovery §3, RFC 8414 §2)."""
@@ -134,9 +137,13 @@ class OidcProvider:
         )
 
     def issue_code(self, request: AuthorizationRequest, session: SsoSession, *, ip: str | None) -> str:
-        """Issue an authorization code for ``request`` in ``session``; return the redirect URL."""
-        code = secrets.token_urlsafe(32)
+        """Issue an authorization code for ``request`` in ``session``; return the redirect URL.
+
+        Asks the access gate first. Raises AccessDenied or StepUpRequired (audited).
+        """
         identity = session.identity
+        grant = self._check_access(session, request.client_id, ip=ip)
+        code = secrets.token_urlsafe(32)
         record = {
             "client_id": request.client_id,
             "redirect_uri": request.redirect_uri,
@@ -148,7 +155,10 @@ class OidcProvider:
             "auth_time": int(identity.authn.authenticated_at.timestamp()),
             "acr": identity.authn.assurance.acr,
             "amr": list(identity.authn.methods),
-            "claims": scope_claims(identity, request.scopes, self._organisation_name(identity.organisation)),
+            "claims": _released(
+                scope_claims(identity, request.scopes, self._organisation_name(identity.organisation)), grant
+            ),
+            "released": sorted(grant.released) if grant.released is not None else None,
         }
         self._state.add(CODE_NAMESPACE, self._code_hash(code), record, self._code_lifetime)
         self._audit(
@@ -257,9 +267,10 @@ class OidcProvider:
         if session is None:
             raise OAuthError("invalid_token", "the sign-in session behind this token has ended", status=401)
         identity = session.identity
+        grant = self._check_access(session, claims.client_id, ip=None)
         return {
             "sub": claims.subject_id,
-            **scope_claims(identity, claims.scopes, self._organisation_name(identity.organisation)),
+            **_released(scope_claims(identity, claims.scopes, self._organisation_name(identity.organisation)), grant),
         }
 
     def end_session(self, session: SsoSession, *, reason: str, ip: str | None) -> None:
@@ -270,5 +281,30 @@ class OidcProvider:
             self._audit(AuditEvent("signout", "success", actor=session.subject_id, ip=ip,
                                    details={"sid": session.sid, "reason": reason, "tokens_revoked": revoked}))
 
+    def _check_access(self, session: SsoSession, client_id: str, *, ip: str | None) -> AccessGrant:
+        client = self._clients.get(client_id)
+        name = client.name if client else client_id
+        try:
+            grant = self._access.check(session.identity, client_id, name)
+        except BrokerError as exc:
+            self._audit(AuditEvent("access_decision", "denied", actor=session.subject_id, client_id=client_id, ip=ip,
+                                   details={"reason": exc.code.value, "policy_ids": list(getattr(exc, "policy_ids", ()))}))
+            raise
+        self._audit(AuditEvent("access_decision", "permitted", actor=session.subject_id, client_id=client_id, ip=ip,
+                               details={"policy_ids": list(grant.policy_ids),
+                                        "released": sorted(grant.released) if grant.released is not None else None}))
+        return grant
+
     def _code_hash(self, code: str) -> str:
         return self._master.keyed_hash(CODE_LABEL, code)
+
+
+# Claims that describe the token or the subject, not the person's attributes: never filtered.
+_PROTOCOL_CLAIMS = frozenset({"sub"})
+
+
+def _released(claims: dict[str, Any], grant: AccessGrant) -> dict[str, Any]:
+    """Return only the claims whose attribute the access grant releases (all if unrestricted)."""
+    if grant.released is None:
+        return claims
+    return {k: v for k, v in claims.items() if k in grant.released or k in _PROTOCOL_CLAIMS}

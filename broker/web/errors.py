@@ -17,6 +17,8 @@ _TITLES = {
     "unknown_client": "There is a problem with the service you came from",
     "invalid_redirect_uri": "There is a problem with the service you came from",
     "session_expired": "Your sign-in has expired",
+    "access_denied": "You cannot use this service",
+    "step_up_required": "This service needs a stronger sign-in",
 }
 
 

@@ -1,0 +1,61 @@
+"""The access gate: asked before any token or assertion is issued for a service.
+
+``OidcProvider`` (and later the SAML IdP) call ``AccessGate.check`` at sign-in, at SSO reuse
+and at refresh. A gate either returns an ``AccessGrant`` saying which attributes may be
+released, or raises ``AccessDenied`` / ``StepUpRequired`` (an obligation the broker must
+fulfil before asking again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from broker.errors import BrokerError, BrokerErrorCode
+from federation.identity import AssuranceLevel, Identity
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccessGrant:
+    """Permission to issue for a service; ``released`` is the set of attribute names that
+    may be released (None: no attribute restriction), ``policy_ids`` what decided."""
+
+    released: frozenset[str] | None
+    policy_ids: tuple[str, ...] = ()
+
+
+class AccessDenied(BrokerError):
+    """Raised when policy denies the person this service; ``message`` is safe to show them."""
+
+    def __init__(self, message: str, *, policy_ids: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(BrokerErrorCode.ACCESS_DENIED, message, status=403)
+        self.policy_ids = policy_ids
+        self.reasons = reasons
+
+
+class StepUpRequired(BrokerError):
+    """Raised when a permit exists only at a higher assurance level than the person has now."""
+
+    def __init__(self, minimum: AssuranceLevel, service_name: str) -> None:
+        super().__init__(
+            BrokerErrorCode.STEP_UP_REQUIRED,
+            f"{service_name} needs a stronger sign-in ({minimum.name}) than the one you used.",
+            status=403,
+        )
+        self.minimum = minimum
+
+
+class AccessGate(Protocol):
+    """Decides whether ``identity`` may reach the service behind ``client_id`` now."""
+
+    def check(self, identity: Identity, client_id: str, service_name: str) -> AccessGrant:
+        """Return the grant. Raises AccessDenied or StepUpRequired."""
+        ...
+
+
+class OpenAccess:
+    """A gate that lets every signed-in person reach every registered service, releasing
+    what their scopes ask for: for deployments that have not configured policies yet."""
+
+    def check(self, identity: Identity, client_id: str, service_name: str) -> AccessGrant:
+        return AccessGrant(released=None)
