@@ -129,10 +129,12 @@ def main() -> int:
                         f"{label:26} {mode:8} {'on' if nodelay else 'off':11} {count:>4}"
                         f" {statistics.median(samples):>10.2f} {p95(samples):>8.2f}"
                     )
+            fresh_vs_pooled = medians[("fresh", True)] / medians[("pooled", True)]
+            fresh_nagle = medians[("fresh", False)] / medians[("fresh", True)]
+            pooled_nagle = medians[("pooled", False)] / medians[("pooled", True)]
             print(
-                f"  -> {label}: fresh/pooled (NODELAY on) = {medians[('fresh', True)] / medians[('pooled', True)]:.1f}x;"
-                f" fresh NODELAY off/on = {medians[('fresh', False)] / medians[('fresh', True)]:.1f}x;"
-                f" pooled NODELAY off/on = {medians[('pooled', False)] / medians[('pooled', True)]:.1f}x"
+                f"  -> {label}: fresh/pooled (NODELAY on) = {fresh_vs_pooled:.1f}x;"
+                f" fresh NODELAY off/on = {fresh_nagle:.1f}x; pooled NODELAY off/on = {pooled_nagle:.1f}x"
             )
     finally:
         if ldap_server is not None:

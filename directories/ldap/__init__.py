@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 
 from config.ldap_source import LdapSourceConfig
-from directories.interfaces import Directory
 from directories.ldap.directory import LdapDirectory
 from directories.ldap.groups import GroupResolver, InChainGroups, NoGroups, RecursiveGroups, TokenGroupsGroups
 from directories.ldap.pool import ConnectionPool
@@ -36,7 +35,9 @@ def build_group_resolver(cfg: LdapSourceConfig) -> GroupResolver:
     if mode == "token_groups":
         return TokenGroupsGroups(base)
     if mode == "recursive":
-        return RecursiveGroups(base, cfg.group_max_depth, "objectGUID" if cfg.type == "active_directory" else "entryUUID")
+        return RecursiveGroups(
+            base, cfg.group_max_depth, "objectGUID" if cfg.type == "active_directory" else "entryUUID"
+        )
     return NoGroups()
 
 
@@ -68,7 +69,9 @@ def build_ldap_directory(
         bind_password=cfg.bind_password,
         tcp_nodelay=tcp_nodelay,
     )
-    servers = ServerSet(cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds, clock=clock)
+    servers = ServerSet(
+        cfg.urls, failure_threshold=cfg.failure_threshold, open_seconds=cfg.circuit_open_seconds, clock=clock
+    )
     pool = ConnectionPool(
         cfg.id, ConnectionFactory(settings), servers, cfg.pool_size, max_idle_seconds=cfg.pool_max_idle_seconds
     )

@@ -21,7 +21,6 @@ from typing import Protocol
 import ldap3
 
 from directories.ldap.attributes import (
-    RawAttributes,
     domain_sid_and_rid,
     first,
     first_int,
@@ -125,7 +124,9 @@ class TokenGroupsGroups:
         entries: list[Entry] = []
         for start in range(0, len(sids), _SID_BATCH):
             batch = sids[start : start + _SID_BATCH]
-            entries += search(conn, self._base, f"(&(objectClass=group){any_of_bytes('objectSid', batch)})", ["cn", "objectGUID"])
+            entries += search(
+                conn, self._base, f"(&(objectClass=group){any_of_bytes('objectSid', batch)})", ["cn", "objectGUID"]
+            )
         return _sorted([_group_ref(e, "objectGUID") for e in entries])
 
 
@@ -164,4 +165,3 @@ class RecursiveGroups:
                     seen[key] = entry
                     frontier.append(entry.dn)
         return _sorted([_group_ref(e, self._id_attribute) for e in seen.values()])
-

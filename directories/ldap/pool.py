@@ -64,8 +64,8 @@ class ConnectionPool:
         self._max_idle = max_idle_seconds
         self._clock = clock
         # (server url, kind) -> idle connections with the time each was given back
-        self._idle: dict[tuple[str, str], collections.deque[tuple[ldap3.Connection, float]]] = (
-            collections.defaultdict(collections.deque)
+        self._idle: dict[tuple[str, str], collections.deque[tuple[ldap3.Connection, float]]] = collections.defaultdict(
+            collections.deque
         )
         self._lock = threading.Lock()
         self._closed = False

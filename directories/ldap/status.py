@@ -76,7 +76,9 @@ def ad_bind_failure(directory_id: str, diagnostic: str) -> DirectoryError:
     """
     match = _SUBCODE.search(diagnostic or "")
     subcode = match.group(1).lower() if match else ""
-    code, reason = AD_BIND_SUBCODES.get(subcode, (DirectoryErrorCode.INVALID_CREDENTIALS, f"bind refused ({subcode or 'no sub-code'})"))
+    code, reason = AD_BIND_SUBCODES.get(
+        subcode, (DirectoryErrorCode.INVALID_CREDENTIALS, f"bind refused ({subcode or 'no sub-code'})")
+    )
     return DirectoryError(code, f"{directory_id}: {reason}")
 
 

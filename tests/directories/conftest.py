@@ -20,11 +20,12 @@ if str(_ROOT) not in sys.path:  # make ``tests.peers`` importable however pytest
 
 from config.ldap_source import LdapSourceConfig  # noqa: E402
 from directories.ldap import LdapDirectory, build_ldap_directory  # noqa: E402
+from tests.directories.ldap_peers import camden_settings, hackney_settings, newham_settings  # noqa: E402
 from tests.peers.samba import SambaDC, samba_camden, samba_newham  # noqa: E402
 from tests.peers.slapd import SlapdServer, slapd_hackney  # noqa: E402
-from tests.directories.ldap_peers import camden_settings, hackney_settings, newham_settings  # noqa: E402
 
 __all__ = ["samba_camden", "samba_newham", "slapd_hackney"]
+
 
 @pytest.fixture
 def build() -> Iterator[object]:

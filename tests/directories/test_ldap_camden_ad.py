@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-
 from directories import AccountStatus, DirectoryError, DirectoryErrorCode
 from directories.ldap import LdapDirectory
 from directories.ldap.transport import ConnectionFactory, TransportSettings
@@ -61,7 +60,9 @@ def test_object_id_is_stable_and_shared_by_lookup(camden: LdapDirectory) -> None
 
 
 def test_custom_attribute_map(samba_camden: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
-    directory = build(camden_settings(samba_camden, attribute_map={"office": "physicalDeliveryOfficeName", "sid": "objectSid"}))
+    directory = build(
+        camden_settings(samba_camden, attribute_map={"office": "physicalDeliveryOfficeName", "sid": "objectSid"})
+    )
     record = directory.authenticate(ALICE, CAMDEN_PASSWORD)
     assert record.attributes["office"] == "Crowndale Centre"
     assert str(record.attributes["sid"]).startswith("S-1-5-21-")
@@ -133,7 +134,14 @@ def test_empty_password_never_reaches_the_directory(camden: LdapDirectory, passw
 
 @pytest.mark.parametrize(
     "username",
-    ["asmith*", "*", "a*@camden.test", "zoë.o'brien@camden.test", "*)(userPrincipalName=*))(|(userPrincipalName=*", "asmith@camden.test)(cn=*"],
+    [
+        "asmith*",
+        "*",
+        "a*@camden.test",
+        "zoë.o'brien@camden.test",
+        "*)(userPrincipalName=*))(|(userPrincipalName=*",
+        "asmith@camden.test)(cn=*",
+    ],
 )
 def test_filter_injection_finds_nobody(camden: LdapDirectory, username: str) -> None:
     # unescaped, "asmith*" and "*" would match Alice (a real UPN) and sign her in
@@ -208,7 +216,9 @@ def test_sockets_have_tcp_nodelay(samba_camden: SambaDC) -> None:
 
 
 def test_same_username_in_two_boroughs_never_collides(
-    samba_camden: SambaDC, samba_newham: SambaDC, build  # type: ignore[no-untyped-def]
+    samba_camden: SambaDC,
+    samba_newham: SambaDC,
+    build,  # type: ignore[no-untyped-def]
 ) -> None:
     camden = build(camden_settings(samba_camden, user_attribute="sAMAccountName"))
     newham = build(newham_settings(samba_newham))

@@ -71,7 +71,13 @@ def test_unknown_keys_are_errors() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ValidationError) as info:
-        make(type="ldap", tls_mode="plain", urls=["ldap://x.test"], group_mode="in_chain", user_attribute="sAMAccountName")
+        make(
+            type="ldap",
+            tls_mode="plain",
+            urls=["ldap://x.test"],
+            group_mode="in_chain",
+            user_attribute="sAMAccountName",
+        )
     message = str(info.value)
     assert "allow_plain" in message
     assert "in_chain" in message

@@ -46,7 +46,10 @@ def test_nested_groups_with_a_cycle_are_each_reported_once(hackney: LdapDirector
 
 def test_nesting_depth_is_bounded(slapd_hackney: SlapdServer, build) -> None:  # type: ignore[no-untyped-def]
     shallow = build(hackney_settings(slapd_hackney, group_max_depth=1))
-    assert [g.name for g in shallow.authenticate("rkhan", HACKNEY_PASSWORD).groups] == ["Admissions Officers", "Cycle A"]
+    assert [g.name for g in shallow.authenticate("rkhan", HACKNEY_PASSWORD).groups] == [
+        "Admissions Officers",
+        "Cycle A",
+    ]
 
 
 @pytest.mark.parametrize("password", ["", " ", "   \t"])

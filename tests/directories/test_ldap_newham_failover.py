@@ -65,7 +65,9 @@ def test_hung_dc_is_bounded_by_the_response_timeout(samba_newham: SambaDC, hung_
 
 def test_no_dc_answering_is_unavailable(samba_newham: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
     address = samba_newham.address
-    newham = build(newham_settings(samba_newham, urls=(f"ldap://{address}:{DEAD_PORT}", f"ldap://{address}:{DEAD_PORT + 1}")))
+    newham = build(
+        newham_settings(samba_newham, urls=(f"ldap://{address}:{DEAD_PORT}", f"ldap://{address}:{DEAD_PORT + 1}"))
+    )
     with pytest.raises(DirectoryError) as info:
         newham.authenticate("mokafor", NEWHAM_PASSWORD)
     assert info.value.code is DirectoryErrorCode.UNAVAILABLE

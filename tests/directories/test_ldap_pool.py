@@ -248,7 +248,7 @@ def test_unknown_user_still_costs_one_bind_to_a_dn_not_built_from_input() -> Non
         directory(pool).authenticate("ghost)(cn=*", "Some-Password-1")
     assert info.value.code is DirectoryErrorCode.INVALID_CREDENTIALS
     assert pool.kinds == ["service", "auth"]
-    (dn, password), = pool.bound
+    ((dn, password),) = pool.bound
     assert "ghost" not in dn and dn.endswith(",DC=camden,DC=test") and password == "Some-Password-1"
 
 
@@ -278,7 +278,12 @@ def test_connections_idle_too_long_are_closed_not_reused() -> None:
     factory = FakeFactory()
     clock = Clock()
     pool = ConnectionPool(
-        "newham-ad", factory, ServerSet(URLS, failure_threshold=2, open_seconds=60), 4, max_idle_seconds=300, clock=clock  # type: ignore[arg-type]
+        "newham-ad",
+        factory,
+        ServerSet(URLS, failure_threshold=2, open_seconds=60),
+        4,
+        max_idle_seconds=300,
+        clock=clock,  # type: ignore[arg-type]
     )
     first = pool.run("service", lambda c: c)
     clock.now += 299

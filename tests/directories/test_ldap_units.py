@@ -158,7 +158,11 @@ def test_unknown_ad_subcodes_fail_closed(diagnostic: str) -> None:
 
 
 def ad_entry(**values: int) -> dict[str, list[bytes]]:
-    raw = {"userAccountControl": [b"512"], "accountExpires": [b"9223372036854775807"], "pwdLastSet": [b"134403034244550260"]}
+    raw = {
+        "userAccountControl": [b"512"],
+        "accountExpires": [b"9223372036854775807"],
+        "pwdLastSet": [b"134403034244550260"],
+    }
     raw.update({name.replace("_", "-"): [str(v).encode()] for name, v in values.items()})
     return raw
 
@@ -218,7 +222,14 @@ class FakeGroupConn:
         self.searches += 1
         wanted = {part.rstrip(")").lower() for part in ldap_filter.split("(member=")[1:]}
         self.response = [
-            {"type": "searchResEntry", "dn": dn, "raw_attributes": {"cn": [dn.split(",")[0][3:].encode()], "entryUUID": [str(uuid.uuid5(uuid.NAMESPACE_DNS, dn)).encode()]}}
+            {
+                "type": "searchResEntry",
+                "dn": dn,
+                "raw_attributes": {
+                    "cn": [dn.split(",")[0][3:].encode()],
+                    "entryUUID": [str(uuid.uuid5(uuid.NAMESPACE_DNS, dn)).encode()],
+                },
+            }
             for dn, members in self.groups.items()
             if wanted & {m.lower() for m in members}
         ]
@@ -228,7 +239,9 @@ class FakeGroupConn:
 
 def test_recursive_groups_survive_a_cycle() -> None:
     # u ∈ a, a ∈ b, b ∈ c, c ∈ a: a membership cycle
-    conn = FakeGroupConn({"cn=a,ou=g": ["uid=u,ou=p", "cn=c,ou=g"], "cn=b,ou=g": ["cn=a,ou=g"], "cn=c,ou=g": ["cn=b,ou=g"]})
+    conn = FakeGroupConn(
+        {"cn=a,ou=g": ["uid=u,ou=p", "cn=c,ou=g"], "cn=b,ou=g": ["cn=a,ou=g"], "cn=c,ou=g": ["cn=b,ou=g"]}
+    )
     groups = RecursiveGroups("ou=g", max_depth=10).groups(conn, Entry("uid=u,ou=p", {}))  # type: ignore[arg-type]
     assert [g.name for g in groups] == ["a", "b", "c"]
     assert conn.searches == 4  # u -> a -> b -> c -> (a again: nothing new, walk ends)

@@ -342,7 +342,9 @@ def _cached_tarball(spec: AdDomainSpec) -> Path:
                 archive.add(
                     directory,
                     arcname="dc",
-                    filter=lambda info: None if info.name.endswith(("ldapi", ".stdout")) or "/log." in info.name else info,
+                    filter=lambda info: (
+                        None if info.name.endswith(("ldapi", ".stdout")) or "/log." in info.name else info
+                    ),
                 )
             partial.rename(tarball)
         finally:
@@ -448,7 +450,9 @@ def _dc_fixture(spec: AdDomainSpec, last_octet: int):  # type: ignore[no-untyped
     def fixture(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
         if not binaries_available():
             peer_missing("Samba AD DC", HOW_TO_ENABLE)
-        dc = start_samba_dc(spec, worker_address(last_octet, worker_id), tmp_path_factory.mktemp(f"samba-{spec.netbios.lower()}"))
+        dc = start_samba_dc(
+            spec, worker_address(last_octet, worker_id), tmp_path_factory.mktemp(f"samba-{spec.netbios.lower()}")
+        )
         try:
             yield dc
         finally:

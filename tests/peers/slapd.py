@@ -116,7 +116,10 @@ class SlapdServer:
                 auto_bind=True,
             )
         self._monitor.search(
-            "cn=Bind,cn=Operations,cn=Monitor", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["monitorOpInitiated"]
+            "cn=Bind,cn=Operations,cn=Monitor",
+            "(objectClass=*)",
+            search_scope=ldap3.BASE,
+            attributes=["monitorOpInitiated"],
         )
         return int(self._monitor.response[0]["raw_attributes"]["monitorOpInitiated"][0])
 
@@ -210,7 +213,9 @@ def _wait_ready(process: subprocess.Popen[bytes], address: str, directory: Path)
         if process.poll() is not None:
             raise RuntimeError(f"slapd exited: {(directory / 'slapd.log').read_text(errors='replace')[-2000:]}")
         try:
-            conn = ldap3.Connection(ldap3.Server(address, port=389, get_info=ldap3.NONE, connect_timeout=0.5), auto_bind=True)
+            conn = ldap3.Connection(
+                ldap3.Server(address, port=389, get_info=ldap3.NONE, connect_timeout=0.5), auto_bind=True
+            )
             conn.unbind()
             return
         except Exception:  # noqa: BLE001 - not listening yet
@@ -251,7 +256,10 @@ def start_slapd(spec: LdapDirectorySpec, address: str, run_dir: Path) -> SlapdSe
 
 def _load(spec: LdapDirectorySpec, address: str) -> None:
     conn = ldap3.Connection(
-        ldap3.Server(address, port=389, get_info=ldap3.NONE), user=spec.admin_dn, password=spec.admin_password, auto_bind=True
+        ldap3.Server(address, port=389, get_info=ldap3.NONE),
+        user=spec.admin_dn,
+        password=spec.admin_password,
+        auto_bind=True,
     )
     try:
         for dn, classes, attributes in _entries(spec):
