@@ -126,3 +126,59 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- policy governance and the decision log (broker.policy_store, broker.decision_log) ---
+
+
+class PolicyBundleVersionRow(Base):
+    """One governed version of the policy bundle; ``position`` orders versions by proposal."""
+
+    __tablename__ = "policy_bundle_versions"
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # proposed | approved | active | superseded
+    bundle: Mapped[str] = mapped_column(Text)  # PolicyBundle.to_json() as JSON text
+    proposer: Mapped[str] = mapped_column(String(255))
+    proposed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    approver: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PolicyActiveRow(Base):
+    """The single row naming the version in force; locked by every activation."""
+
+    __tablename__ = "policy_active"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[str | None] = mapped_column(ForeignKey("policy_bundle_versions.version"), nullable=True)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PolicyHistoryRow(Base):
+    """One governance step (proposed, approved, refused ...), kept in order."""
+
+    __tablename__ = "policy_history"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    event: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text)
+
+
+class PolicyDecisionRow(Base):
+    """A recorded policy decision: the request's decision facts, the outcome and the bundle revision."""
+
+    __tablename__ = "policy_decisions"
+    __table_args__ = (Index("ix_policy_decisions_service_time", "service", "decided_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    bundle: Mapped[str] = mapped_column(String(140))
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(255))
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    policy_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    request: Mapped[str] = mapped_column(Text)  # compact JSON, see broker.decision_log
