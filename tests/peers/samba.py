@@ -139,16 +139,36 @@ def worker_index(worker_id: str) -> int:
 
 
 def worker_address(last_octet: int, worker_id: str) -> str:
-    """Return this worker's loopback address for a peer: 127.0.<worker>.<last_octet>.
+    """Return a free loopback address for a peer of this worker: 127.<n>.<worker>.<last_octet>.
 
-    Without xdist (and for gw0) that is 127.0.0.2 (Camden), .3 (Newham), .4 (Hackney).
+    Normally n = 0, so without xdist (and for gw0) Camden is 127.0.0.2, Newham 127.0.0.3
+    and Hackney 127.0.0.4. When another test session on the machine already listens
+    there (port 389), the next n is tried, so concurrent sessions do not collide.
     """
-    return f"127.0.{worker_index(worker_id)}.{last_octet}"
+    worker = worker_index(worker_id)
+    for second in range(0, 200):
+        address = f"127.{second}.{worker}.{last_octet}"
+        if not port_in_use(address, 389) and not port_in_use(address, 636):
+            return address
+    raise RuntimeError(f"no free loopback address for peer .{last_octet} of worker {worker_id}")
+
+
+def find_binary(name: str) -> str | None:
+    """Return the path of program ``name`` on PATH or in /usr/sbin, /sbin (daemons live there), or None."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=search)
+
+
+def _binary(name: str) -> str:
+    path = find_binary(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed")
+    return path
 
 
 def binaries_available() -> bool:
     """Return True when Samba's DC binaries are installed."""
-    return all(shutil.which(b) for b in SAMBA_BINARIES)
+    return all(find_binary(b) for b in SAMBA_BINARIES)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -180,12 +200,14 @@ def _cache_key(spec: AdDomainSpec) -> str:
     digest = hashlib.sha256()
     digest.update(Path(__file__).read_bytes())
     digest.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
-    digest.update(subprocess.run(["samba", "-V"], capture_output=True, check=False).stdout)
+    digest.update(subprocess.run([_binary("samba"), "-V"], capture_output=True, check=False).stdout)
     return digest.hexdigest()[:20]
 
 
 def _tool(conf: Path, *args: str) -> None:
-    result = subprocess.run(["samba-tool", *args, "-s", str(conf)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [_binary("samba-tool"), *args, "-s", str(conf)], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise RuntimeError(f"samba-tool {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
 
@@ -208,7 +230,7 @@ def _provision(spec: AdDomainSpec, directory: Path, address: str) -> None:
     options = [f"--option={o}" for o in _smb_conf_options(directory, address)]
     result = subprocess.run(
         [
-            "samba-tool", "domain", "provision", f"--targetdir={directory}", f"--realm={spec.realm}",
+            _binary("samba-tool"), "domain", "provision", f"--targetdir={directory}", f"--realm={spec.realm}",
             f"--domain={spec.netbios}", "--server-role=dc", "--dns-backend=NONE", "--use-rfc2307",
             f"--adminpass={spec.admin_password}", f"--host-name={spec.host_name}", f"--host-ip={address}",
             *options,
@@ -276,7 +298,7 @@ def _start_process(directory: Path) -> subprocess.Popen[bytes]:
     log = open(directory / "samba.stdout", "ab")  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
-            ["samba", "-s", str(directory / "etc" / "smb.conf"), "-F", "--no-process-group", "-M", "single"],
+            [_binary("samba"), "-s", str(directory / "etc" / "smb.conf"), "-F", "--no-process-group", "-M", "single"],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -347,6 +369,9 @@ def _cached_tarball(spec: AdDomainSpec) -> Path:
                     ),
                 )
             partial.rename(tarball)
+            for stale in cache.glob(f"samba-{spec.netbios.lower()}-*.tar.gz"):
+                if stale != tarball:  # provisioned by an older version of this file
+                    stale.unlink(missing_ok=True)
         finally:
             shutil.rmtree(staging_root, ignore_errors=True)
     return tarball

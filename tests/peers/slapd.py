@@ -11,7 +11,6 @@ observe the binds the server really received.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import ldap3
 import pytest
 
 from tests.peers import peer_missing
-from tests.peers.samba import port_in_use, stop_process, worker_address
+from tests.peers.samba import find_binary, port_in_use, stop_process, worker_address
 
 HOW_TO_ENABLE = "install slapd (see .ci/apt-packages-directories.txt)"
 READY_TIMEOUT_SECONDS = 15.0
@@ -133,7 +132,7 @@ class SlapdServer:
 
 def binaries_available() -> bool:
     """Return True when slapd and slaptest are installed with the schemas and modules we use."""
-    return bool(shutil.which("slapd") and shutil.which("slaptest")) and (MODULE_DIR / "back_mdb.la").exists()
+    return bool(find_binary("slapd") and find_binary("slaptest")) and (MODULE_DIR / "back_mdb.la").exists()
 
 
 def _config(spec: LdapDirectorySpec, directory: Path) -> str:
@@ -234,12 +233,14 @@ def start_slapd(spec: LdapDirectorySpec, address: str, run_dir: Path) -> SlapdSe
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     conf = run_dir / "slapd.conf"
     conf.write_text(_config(spec, run_dir))
-    check = subprocess.run(["slaptest", "-f", str(conf), "-u"], capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        [find_binary("slaptest") or "slaptest", "-f", str(conf), "-u"], capture_output=True, text=True, check=False
+    )
     if check.returncode != 0:
         raise RuntimeError(f"slaptest rejected the config: {check.stderr[-2000:]}")
     with open(run_dir / "slapd.log", "wb") as log:
         process = subprocess.Popen(
-            ["slapd", "-f", str(conf), "-h", f"ldap://{address}:389/", "-d", "0"],
+            [find_binary("slapd") or "slapd", "-f", str(conf), "-h", f"ldap://{address}:389/", "-d", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
