@@ -40,6 +40,9 @@ def serve(config_path: Path, *, host: str, port: int, workers: int, threads: int
             "accesslog": "-",
             "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
             "timeout": 30,
+            # Longer than clients' idle reuse of pooled connections (node keeps them 4 s), so a
+            # request never races the server closing the connection under it.
+            "keepalive": 65,
             "graceful_timeout": 5,
         },
     ).run()

@@ -45,7 +45,8 @@ def install_security_headers(app: Flask, *, https: bool) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         # same-origin, not no-referrer: Flask-WTF checks the Referer of HTTPS form posts.
         response.headers["Referrer-Policy"] = "same-origin"
-        if request.endpoint != "static":
+        # Nothing personal is cached; public documents (discovery, JWKS) set their own policy.
+        if request.endpoint != "static" and "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
         if https:

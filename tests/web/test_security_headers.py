@@ -70,3 +70,10 @@ def test_https_form_posts_from_another_site_are_refused(settings_factory) -> Non
     response = client.post("/login", base_url=base, headers={"Referer": "https://attacker.test/"},
                            data={"csrf_token": csrf_token(page), "email": "amara.okafor@camden.test"})
     assert response.status_code == 400
+
+
+def test_discovery_and_jwks_may_be_cached_but_personal_answers_not(app) -> None:
+    client = app.test_client()
+    for path in ("/.well-known/openid-configuration", "/jwks.json"):
+        assert client.get(path).headers["Cache-Control"] == "public, max-age=300"
+    assert client.get("/login").headers["Cache-Control"] == "no-store"
