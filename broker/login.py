@@ -75,6 +75,7 @@ class LoginService:
         except FederationError as exc:
             self._fail(email, organisation.id, source.id, f"{exc.code.value}: {exc.reason}", ip)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None
+        identity = organisation.enrich(identity)
         subject_id = self._subjects.subject_for(identity.subject)
         cookie, session = self._sso.create(identity, subject_id)
         self._audit(

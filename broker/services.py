@@ -8,8 +8,8 @@ import datetime as dt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.access import OpenAccess
-from broker.audit import AuditLog
+from broker.access import AccessGate, OpenAccess
+from broker.audit import AuditEvent, AuditLog
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
@@ -25,6 +25,7 @@ from config.schema import Settings
 from federation.keys import MasterKey
 from federation.organisations import OrganisationRegistry
 from federation.registry import build_registry
+from policies import Decision
 
 
 @dataclasses.dataclass
@@ -51,6 +52,27 @@ def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], Ma
     engine = make_engine(resolve_database_url(settings.broker.database_url, settings.base_dir))
     master = MasterKey.from_text(settings.broker.master_key.reveal())
     return engine, make_session_factory(engine), master
+
+
+def build_access_gate(settings: Settings, registry: OrganisationRegistry, audit: AuditLog) -> AccessGate:
+    """Return the Cedar policy gate when a bundle is configured, else ``OpenAccess``.
+
+    The bundle is compiled once here. Raises PolicyError (every problem listed) if it is invalid.
+    """
+    if settings.policies is None:
+        return OpenAccess()
+    from broker.policy_access import PolicyAccess, engine_from_settings
+
+    engine = engine_from_settings(settings)
+    services_by_client = {a.client_id: a.service or a.client_id for a in settings.applications}
+
+    def record(decision: Decision) -> None:
+        audit.append(AuditEvent("policy_decision", "permit" if decision.allowed else "deny", actor=decision.request.person.subject,
+                                details={"service": decision.request.service, "bundle": decision.bundle,
+                                         "policy_ids": list(decision.policy_ids), "released": list(decision.released),
+                                         "obligations": [o.to_json() for o in decision.obligations]}))
+
+    return PolicyAccess(lambda: engine, registry, lambda client_id: services_by_client.get(client_id, client_id), record)
 
 
 def build_services(settings: Settings, *, require_schema: bool = True) -> Services:
@@ -94,7 +116,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         organisation_name=organisation_name,
         code_lifetime=settings.broker.authorization_code_lifetime_seconds,
         default_alg=settings.broker.default_signing_alg,
-        access=OpenAccess(),
+        access=build_access_gate(settings, registry, audit),
     )
     return Services(
         settings=settings,

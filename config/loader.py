@@ -141,6 +141,18 @@ def _semantic_problems(settings: Settings) -> list[Problem]:
                 )
             claimed.setdefault(domain, org.id)
     problems.extend(_duplicates("applications", "client_id", [a.client_id for a in settings.applications]))
+    org_ids = {o.id for o in settings.organisations}
+    for i, agreement in enumerate(settings.agreements):
+        for k, party in enumerate(agreement.parties):
+            if party not in org_ids:
+                problems.append(Problem(f"agreements[{i}].parties[{k}]", f"unknown organisation {party!r}"))
+    team_ids = [(i, j, t.id) for i, o in enumerate(settings.organisations) for j, t in enumerate(o.teams)]
+    team_counts = Counter(tid for _, _, tid in team_ids)
+    for i, j, tid in team_ids:
+        if team_counts[tid] > 1:
+            problems.append(Problem(f"organisations[{i}].teams[{j}].id", f"team id {tid!r} is used more than once"))
+    if settings.policies is not None and not settings.resolve_path(settings.policies.bundle).exists():
+        problems.append(Problem("policies.bundle", f"no policy bundle at {settings.resolve_path(settings.policies.bundle)}"))
     if settings.is_production:
         if not settings.broker.issuer.startswith("https://"):
             problems.append(Problem("broker.issuer", "must be https:// in production"))

@@ -81,6 +81,22 @@ class StaticSourceConfig(_Model):
 SourceConfig = Annotated[StaticSourceConfig, Field(discriminator="type")]
 
 
+class TeamConfig(_Model):
+    """A team of an organisation; people are in it when their directory groups say so."""
+
+    id: str = Field(pattern=SLUG)
+    name: str = Field(min_length=1, max_length=200)
+    functions: list[str] = Field(default_factory=list, description="what the team does: discharge, mash ...")
+    groups: list[str] = Field(min_length=1, description="directory groups (by name) whose members are in the team")
+
+
+class RoleMappingConfig(_Model):
+    """Job roles given to members of directory groups (by name)."""
+
+    groups: list[str] = Field(min_length=1)
+    job_roles: list[str] = Field(min_length=1)
+
+
 class OrganisationConfig(_Model):
     """A member organisation: a borough, an NHS body, or the operator."""
 
@@ -89,7 +105,10 @@ class OrganisationConfig(_Model):
     kind: Literal["borough", "health", "operator"]
     domains: list[str] = Field(default_factory=list)
     ods_codes: list[str] = Field(default_factory=list)
+    memberships: list[str] = Field(default_factory=list, description="named groupings, e.g. 'London boroughs'")
     sources: list[SourceConfig] = Field(default_factory=list)
+    teams: list[TeamConfig] = Field(default_factory=list)
+    role_mappings: list[RoleMappingConfig] = Field(default_factory=list)
 
     @field_validator("domains")
     @classmethod
@@ -109,6 +128,7 @@ class ApplicationConfig(_Model):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     client_secret: SecretRef
     signing_alg: Literal["ES256", "RS256"] | None = None
+    service: str | None = Field(default=None, pattern=SLUG, description="the service policies name (default: client_id)")
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
@@ -118,12 +138,28 @@ class ApplicationConfig(_Model):
         return values
 
 
+class AgreementConfig(_Model):
+    """A Section 75 (NHS Act 2006) partnership agreement between member organisations."""
+
+    id: str = Field(pattern=SLUG)
+    parties: list[str] = Field(min_length=2)
+
+
+class PoliciesConfig(_Model):
+    """Access policies: the Cedar bundle decided at every access (absent: every signed-in
+    person may reach every registered application, releasing what its scopes ask)."""
+
+    bundle: Path
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
     broker: BrokerSettings
     organisations: list[OrganisationConfig] = Field(default_factory=list)
+    agreements: list[AgreementConfig] = Field(default_factory=list)
     applications: list[ApplicationConfig] = Field(default_factory=list)
+    policies: PoliciesConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True, description="set by the loader")
 
     def resolve_path(self, path: Path) -> Path:

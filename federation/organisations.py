@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from federation.identity import Attribute, Identity
 from federation.sources import IdentitySource
+
+REGISTRY_SOURCE = "organisation-registry"
+# Attributes only the registry may set: a source asserting them is overruled.
+DERIVED_ATTRIBUTES = ("teams", "job_roles")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Team:
+    """A team of an organisation, with the directory groups whose members belong to it."""
+
+    id: str
+    name: str
+    functions: tuple[str, ...]
+    groups: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoleMapping:
+    """Job roles given to members of any of ``groups``."""
+
+    groups: frozenset[str]
+    job_roles: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -18,6 +42,29 @@ class Organisation:
     domains: tuple[str, ...]
     ods_codes: tuple[str, ...]
     sources: tuple[IdentitySource, ...]
+    memberships: tuple[str, ...] = ()
+    teams: tuple[Team, ...] = ()
+    role_mappings: tuple[RoleMapping, ...] = ()
+
+    def enrich(self, identity: Identity) -> Identity:
+        """Return ``identity`` with the teams and job roles its groups give it in this organisation.
+
+        Both are attributes whose provenance is the registry; values a source asserted
+        under those names are replaced. An identity of another organisation is returned as is.
+        """
+        if identity.organisation != self.id:
+            return identity
+        groups = set(identity.groups)
+        teams = tuple(t.id for t in self.teams if t.groups & groups)
+        roles = tuple(dict.fromkeys(r for m in self.role_mappings if m.groups & groups for r in m.job_roles))
+        now = dt.datetime.now(dt.UTC)
+        source = f"{REGISTRY_SOURCE}:{self.id}"
+        attributes = {k: v for k, v in identity.attributes.items() if k not in DERIVED_ATTRIBUTES}
+        if teams:
+            attributes["teams"] = Attribute("teams", teams, source, now)
+        if roles:
+            attributes["job_roles"] = Attribute("job_roles", roles, source, now)
+        return dataclasses.replace(identity, attributes=attributes)
 
 
 class OrganisationRegistry:

@@ -14,7 +14,7 @@ from directories.errors import DirectoryError
 from directories.static import StaticDirectory
 from federation.directory_source import DirectorySource
 from federation.errors import FederationError, FederationErrorCode
-from federation.organisations import Organisation, OrganisationRegistry
+from federation.organisations import Organisation, OrganisationRegistry, RoleMapping, Team
 from federation.sources import IdentitySource
 
 SourceBuilder = Callable[[Any, str, Settings], IdentitySource]
@@ -59,6 +59,13 @@ def build_registry(settings: Settings) -> OrganisationRegistry:
                 domains=tuple(org.domains),
                 ods_codes=tuple(org.ods_codes),
                 sources=tuple(sources),
+                memberships=tuple(org.memberships),
+                teams=tuple(
+                    Team(id=t.id, name=t.name, functions=tuple(t.functions), groups=frozenset(t.groups)) for t in org.teams
+                ),
+                role_mappings=tuple(
+                    RoleMapping(groups=frozenset(m.groups), job_roles=tuple(m.job_roles)) for m in org.role_mappings
+                ),
             )
         )
     return OrganisationRegistry(organisations)

@@ -24,11 +24,24 @@ def demo_organisations() -> list[dict[str, Any]]:
     def static(org: str) -> list[dict[str, Any]]:
         return [{"type": "static", "id": f"{org}-demo", "users_file": str(DEMO_USERS / f"{org}.yaml")}]
 
+    boroughs = ["London boroughs"]
     return [
-        {"id": "camden", "name": "London Borough of Camden", "kind": "borough", "domains": ["camden.test"], "sources": static("camden")},
-        {"id": "newham", "name": "London Borough of Newham", "kind": "borough", "domains": ["newham.test"], "sources": static("newham")},
-        {"id": "hackney", "name": "London Borough of Hackney", "kind": "borough", "domains": ["hackney.test"], "sources": static("hackney")},
-        {"id": "nhs", "name": "NHS (trusts and GP practices)", "kind": "health", "domains": ["nhs.test"]},
+        {"id": "camden", "name": "London Borough of Camden", "kind": "borough", "domains": ["camden.test"], "sources": static("camden"),
+         "memberships": boroughs,
+         "teams": [{"id": "camden-hospital-discharge", "name": "Camden Hospital Discharge", "functions": ["discharge"],
+                    "groups": ["Discharge Team"]},
+                   {"id": "camden-adult-social-care", "name": "Adult Social Care", "groups": ["Adult Social Care"]}],
+         "role_mappings": [{"groups": ["Adult Social Care", "Children's Social Care"], "job_roles": ["social-worker"]}]},
+        {"id": "newham", "name": "London Borough of Newham", "kind": "borough", "domains": ["newham.test"], "sources": static("newham"),
+         "memberships": boroughs,
+         "teams": [{"id": "newham-discharge", "name": "Newham Discharge Coordination", "functions": ["discharge"],
+                    "groups": ["Discharge Team"]}],
+         "role_mappings": [{"groups": ["Discharge Team"], "job_roles": ["discharge-coordinator"]}]},
+        {"id": "hackney", "name": "London Borough of Hackney", "kind": "borough", "domains": ["hackney.test"], "sources": static("hackney"),
+         "memberships": boroughs,
+         "role_mappings": [{"groups": ["School Admissions"], "job_roles": ["admissions-officer"]}]},
+        {"id": "nhs", "name": "NHS (trusts and GP practices)", "kind": "health", "domains": ["nhs.test"],
+         "memberships": ["NHS", "London health organisations"]},
     ]
 
 
