@@ -176,9 +176,9 @@ class PolicyDecisionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     bundle: Mapped[str] = mapped_column(String(140))
-    subject: Mapped[str] = mapped_column(String(255), index=True)
+    subject: Mapped[str] = mapped_column(String(256), index=True)
     action: Mapped[str] = mapped_column(String(16))
-    service: Mapped[str] = mapped_column(String(255))
+    service: Mapped[str] = mapped_column(String(256))
     allowed: Mapped[bool] = mapped_column(Boolean)
     policy_ids: Mapped[str] = mapped_column(Text)  # JSON list
     request: Mapped[str] = mapped_column(Text)  # compact JSON, see broker.decision_log
