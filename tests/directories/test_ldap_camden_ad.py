@@ -45,6 +45,20 @@ def test_adult_social_worker_signs_in_with_nested_groups(camden: LdapDirectory) 
     assert len({g.id for g in record.groups}) == len(record.groups)
 
 
+@pytest.mark.parametrize("group_mode", ["in_chain", "token_groups"])
+def test_dn_with_comma_and_parentheses_is_escaped_in_group_searches(
+    samba_camden: SambaDC,
+    build,  # type: ignore[no-untyped-def]
+    group_mode: str,
+) -> None:
+    # Jo's DN is "CN=Smith\\, Jo (Agency),CN=Users,...": unescaped, the in-chain filter breaks
+    directory = build(camden_settings(samba_camden, group_mode=group_mode))
+    record = directory.authenticate("jsmith@camden.test", CAMDEN_PASSWORD)
+    assert {"Adult Social Care", "Care Staff"} <= {g.name for g in record.groups}
+    assert "Discharge Team" not in {g.name for g in record.groups}
+    assert all(h.total_failures == 0 for h in directory.health())
+
+
 def test_token_groups_mode_finds_the_same_nesting(samba_camden: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
     in_chain = build(camden_settings(samba_camden)).authenticate(ALICE, CAMDEN_PASSWORD)
     token = build(camden_settings(samba_camden, group_mode="token_groups")).authenticate(ALICE, CAMDEN_PASSWORD)

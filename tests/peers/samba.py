@@ -54,6 +54,7 @@ class AdUser:
     job_title: str | None = None
     employee_id: str | None = None
     office: str | None = None
+    cn: str | None = None  # a CN other than the sAMAccountName (set by renaming after creation)
     state: str = "active"
 
 
@@ -88,8 +89,9 @@ class AdDomainSpec:
         return f"{self.host_name}.{self.realm.lower()}"
 
     def user_dn(self, sam: str) -> str:
-        """Return the DN samba-tool gives user ``sam`` (CN=sam,CN=Users,...)."""
-        return f"CN={sam},CN=Users,{self.base_dn}"
+        """Return user ``sam``'s DN: CN=<cn or sam>,CN=Users,... (RDN escaped per RFC 4514)."""
+        cn = next((u.cn for u in self.users if u.sam == sam and u.cn), sam)
+        return f"CN={escape_rdn(cn)},CN=Users,{self.base_dn}"
 
 
 @dataclasses.dataclass
@@ -114,6 +116,14 @@ class SambaDC:
     def stop(self) -> None:
         """Stop the DC this helper started (by pid) and wait for it. Returns None."""
         stop_process(self.process)
+
+
+def escape_rdn(value: str) -> str:
+    """Return ``value`` escaped as an RDN attribute value (RFC 4514 §2.4)."""
+    escaped = "".join("\\" + ch if ch in ',+"\\<>;=' else ch for ch in value)
+    if escaped.startswith(("#", " ")):
+        escaped = "\\" + escaped
+    return escaped[:-1] + "\\ " if escaped.endswith(" ") else escaped
 
 
 def cache_dir() -> Path:
@@ -288,8 +298,11 @@ def _set_ldap_attributes(spec: AdDomainSpec, address: str) -> None:
                 changes["employeeID"] = [(ldap3.MODIFY_REPLACE, [user.employee_id])]
             if user.office:
                 changes["physicalDeliveryOfficeName"] = [(ldap3.MODIFY_REPLACE, [user.office])]
-            if not conn.modify(spec.user_dn(user.sam), changes):
+            created_dn = f"CN={user.sam},CN=Users,{spec.base_dn}"
+            if not conn.modify(created_dn, changes):
                 raise RuntimeError(f"modify {user.sam} failed: {conn.result}")
+            if user.cn and not conn.modify_dn(created_dn, f"CN={escape_rdn(user.cn)}"):
+                raise RuntimeError(f"rename {user.sam} failed: {conn.result}")
     finally:
         conn.unbind()
 
@@ -441,10 +454,12 @@ CAMDEN = AdDomainSpec(
         AdUser("cexpired", CAMDEN_PASSWORD, "Chris", "Expired", mail="chris.expired@camden.test", state="expired"),
         AdUser("jpatel", CAMDEN_PASSWORD, "Jay", "Patel", mail="jay.patel@camden.test", department="Housing"),
         AdUser("wrongpw", CAMDEN_PASSWORD, "Wendy", "Wrong", mail="wendy.wrong@camden.test"),
+        # an agency worker whose DN needs escaping: "CN=Smith\\, Jo (Agency),CN=Users,..."
+        AdUser("jsmith", CAMDEN_PASSWORD, "Jo", "Smith", mail="jo.smith@camden.test", cn="Smith, Jo (Agency)"),
     ),
     groups=(
         AdGroup("Care Staff", ("Adult Social Care",)),
-        AdGroup("Adult Social Care", ("asmith",)),
+        AdGroup("Adult Social Care", ("asmith", "jsmith")),
         AdGroup("Discharge Team", ("asmith",)),
     ),
 )  # fmt: skip
