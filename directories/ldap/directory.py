@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from config.ldap_source import LdapSourceConfig
 from directories.errors import DirectoryError, DirectoryErrorCode
-from directories.ldap.attributes import first_text, map_attributes
+from directories.ldap.attributes import first, first_text, map_attributes
 from directories.ldap.filters import check_username, user_filter
 from directories.ldap.groups import GroupResolver
 from directories.ldap.operations import BindOutcome, Entry, search, simple_bind
@@ -43,6 +43,7 @@ from directories.records import AccountRecord, AccountStatus
 log = logging.getLogger(__name__)
 # Failures that say nothing about the account: no floor on how fast they are reported.
 _NOT_PADDED = frozenset({DirectoryErrorCode.UNAVAILABLE, DirectoryErrorCode.MISCONFIGURED})
+_COMPUTED_UAC = "msDS-User-Account-Control-Computed"
 
 
 class LdapDirectory:
@@ -193,9 +194,18 @@ class LdapDirectory:
         )
 
     def _status(self, entry: Entry) -> AccountStatus:
-        if self._is_ad:
-            return ad_account_status(entry.raw, self._now())
-        return ppolicy_account_status(entry.raw)
+        if not self._is_ad:
+            return ppolicy_account_status(entry.raw)
+        raw = entry.raw
+        if first(raw, _COMPUTED_UAC) is None:
+            # Some DCs construct this attribute only for base-scope reads; without it a
+            # lockoutTime left over from an expired lockout would look like a lockout.
+            found = self._pool.run(
+                "service", lambda conn: search(conn, entry.dn, "(objectClass=*)", [_COMPUTED_UAC], scope="base")
+            )
+            if found:
+                raw = {**raw, **found[0].raw}
+        return ad_account_status(raw, self._now())
 
     def _record(self, entry: Entry, status: AccountStatus) -> AccountRecord:
         object_id = first_text(entry.raw, self._object_id_attribute)

@@ -307,3 +307,25 @@ def test_a_client_side_ldap3_error_does_not_trip_the_circuit() -> None:
             pool.run("service", broken)
         assert info.value.code is DirectoryErrorCode.MISCONFIGURED
     assert all(h.state is CircuitState.CLOSED and h.total_failures == 0 for h in pool.servers.health())
+
+
+def test_missing_computed_account_control_is_read_with_a_base_search() -> None:
+    from directories import AccountStatus
+    from directories.ldap.operations import Entry
+
+    # lockoutTime is left over from a lockout that has expired; the subtree search did not
+    # return the computed attribute, so the directory must ask for it before judging.
+    user = Entry(
+        "CN=asmith,CN=Users,DC=camden,DC=test",
+        {
+            "objectGUID": [bytes(range(16))],
+            "userPrincipalName": [b"asmith@camden.test"],
+            "userAccountControl": [b"512"],
+            "lockoutTime": [b"134403034245448450"],
+        },
+    )
+    computed = Entry(user.dn, {"msDS-User-Account-Control-Computed": [b"0"]})
+    pool = RecordingPool([[user], [computed], ()])
+    record = directory(pool).lookup("asmith@camden.test")
+    assert record is not None and record.status is AccountStatus.ACTIVE
+    assert pool.kinds == ["service", "service", "service"]  # find, computed status, groups
