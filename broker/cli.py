@@ -194,6 +194,9 @@ def _guard(action):  # type: ignore[no-untyped-def]
         raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
 
 
+from broker.cli_policy import policy_group  # noqa: E402,F401  (registers 'supercloud policy')
+
+
 def main() -> None:
     """Entry point of the ``supercloud`` console script."""
     cli(obj={})

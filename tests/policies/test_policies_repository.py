@@ -1,4 +1,8 @@
-"""Conformance tests every BundleRepository must pass (the SQL one will join the parameter list)."""
+"""Conformance tests every BundleRepository must pass: in memory, and the broker's SQL one.
+
+A factory takes the pytest request, so the SQL factory can use the ``services`` fixture
+of tests/conftest.py (a migrated database: SQLite, or PostgreSQL when asked).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,19 @@ from policies.errors import PolicyError, PolicyErrorCode
 from policies.repository import BundleRecord, BundleRepository, BundleState, HistoryEntry, InMemoryBundleRepository
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
-FACTORIES: list[Callable[[], BundleRepository]] = [InMemoryBundleRepository]
+
+
+def in_memory(request: pytest.FixtureRequest) -> BundleRepository:
+    return InMemoryBundleRepository()
+
+
+def sql(request: pytest.FixtureRequest) -> BundleRepository:
+    from broker.policy_store import SqlBundleRepository
+
+    return SqlBundleRepository(request.getfixturevalue("services").db)
+
+
+FACTORIES: list[Callable[[pytest.FixtureRequest], BundleRepository]] = [in_memory, sql]
 
 
 def record(version: str) -> BundleRecord:
@@ -22,7 +38,7 @@ def record(version: str) -> BundleRecord:
 
 @pytest.fixture(params=FACTORIES, ids=lambda f: f.__name__)
 def repository(request: pytest.FixtureRequest) -> BundleRepository:
-    return request.param()
+    return request.param(request)
 
 
 def test_it_is_a_bundle_repository(repository: BundleRepository) -> None:
