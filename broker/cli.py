@@ -194,7 +194,7 @@ def _guard(action):  # type: ignore[no-untyped-def]
         raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
 
 
-from broker.cli_policy import policy_group  # noqa: E402,F401  (registers 'supercloud policy')
+import broker.cli_policy  # noqa: E402,F401  (registers the 'supercloud policy' group)
 
 
 def main() -> None:
