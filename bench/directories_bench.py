@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 from config.ldap_source import LdapSourceConfig  # noqa: E402
 from directories.ldap import build_ldap_directory  # noqa: E402
 from tests.peers import samba, slapd  # noqa: E402
+from tests.support.secrets import resolved_secret  # noqa: E402
 
 logging.getLogger("directories.ldap").setLevel(logging.ERROR)  # one plain-LDAP warning per fresh directory
 
@@ -46,7 +47,7 @@ def camden_config(dc: samba.SambaDC) -> LdapSourceConfig:
         tls_server_name=samba.CAMDEN.dc_fqdn,
         base_dn=samba.CAMDEN.base_dn,
         bind_dn=samba.CAMDEN.user_dn(samba.SERVICE_ACCOUNT),
-        bind_password=samba.SERVICE_PASSWORD,
+        bind_password=resolved_secret(samba.SERVICE_PASSWORD),
         group_mode="none",
     )
 
@@ -61,7 +62,7 @@ def hackney_config(server: slapd.SlapdServer) -> LdapSourceConfig:
         allow_plain=True,
         base_dn=slapd.HACKNEY.suffix,
         bind_dn=slapd.HACKNEY.service_dn,
-        bind_password=slapd.HACKNEY.service_password,
+        bind_password=resolved_secret(slapd.HACKNEY.service_password),
         user_attribute="uid",
         group_mode="none",
     )

@@ -4,14 +4,13 @@ A complete example (YAML, as it would sit under ``sources:`` in the broker's set
 
     - type: active_directory
       id: camden-ad
-      organisation: camden
       urls: ["ldaps://dc1.camden.test:636", "ldaps://dc2.camden.test:636"]
       tls_mode: ldaps                 # ldaps | starttls | plain
       ca_file: /etc/supercloud/camden-ca.pem
       tls_server_name: null           # name to check the certificate against when urls use IPs
       base_dn: "DC=camden,DC=test"
       bind_dn: "CN=svc-supercloud,OU=Service Accounts,DC=camden,DC=test"
-      bind_password: {env: CAMDEN_LDAP_PASSWORD}   # resolved by the loader into a str
+      bind_password: {env: CAMDEN_LDAP_PASSWORD}   # a SecretRef ({env:} or {file:}), never inline
       user_attribute: userPrincipalName
       group_mode: in_chain            # AD: in_chain | token_groups; LDAP: recursive
       attribute_map: {email: mail, employee_id: employeeID}
@@ -19,7 +18,11 @@ A complete example (YAML, as it would sit under ``sources:`` in the broker's set
       response_timeout_seconds: 5
 
 Plain LDAP (no TLS) is accepted only with ``tls_mode: plain`` *and* ``allow_plain: true``;
-the directory logs a warning when it is built.
+the directory logs a warning when it is built (and the loader reports it at start-up in
+production, see ``config.loader.warnings``).
+
+``organisation`` may be omitted: a source sits under its organisation in the settings, and
+the source registry fills it in. When it is written, the loader checks it names the parent.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 # RFC 4512 §1.4 "descr": an attribute type's short name.
@@ -63,21 +68,24 @@ DEFAULT_LDAP_ATTRIBUTES: dict[str, str] = {
 class LdapSourceConfig(BaseModel):
     """One LDAP / Active Directory directory; see the module docstring for a YAML example.
 
-    ``bind_password`` is the service account's password. In YAML it is a secret
-    reference; the loader resolves it and hands this model a ``str``. It never
-    appears in ``repr`` and must never be logged.
+    ``bind_password`` is the service account's password as a ``SecretRef`` (``{env: NAME}``
+    or ``{file: PATH}``; an inline string is refused). The loader resolves every reference;
+    ``build_ldap_directory`` calls ``reveal()``. The value never appears in ``repr`` and
+    must never be logged.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["ldap", "active_directory"]
     id: str = Field(pattern=SLUG, description="Directory id, unique across the broker")
-    organisation: str = Field(pattern=SLUG, description="Organisation (registry id) this directory serves")
+    organisation: str | None = Field(
+        default=None, pattern=SLUG, description="Organisation (registry id); default: the parent organisation"
+    )
     urls: tuple[str, ...] = Field(min_length=1, max_length=16, description="Servers, tried in this order")
     base_dn: str = Field(min_length=1, description="Search base for users (and groups unless group_base_dn)")
     group_base_dn: str | None = None
     bind_dn: str = Field(min_length=1, description="Service account used for searches")
-    bind_password: str = Field(min_length=1, repr=False, description="Resolved by the loader from env/file")
+    bind_password: SecretRef = Field(description="Service account password: {env: NAME} or {file: PATH}")
     user_attribute: Literal["userPrincipalName", "sAMAccountName", "mail", "uid"] = "userPrincipalName"
     user_object_class: str | None = Field(
         default=None, description="objectClass of people; default 'user' (AD) or 'inetOrgPerson' (LDAP)"
@@ -125,6 +133,13 @@ class LdapSourceConfig(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return urls
+
+    @field_validator("bind_password", mode="before")
+    @classmethod
+    def _not_inline(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("a secret is never written inline: use {env: NAME} or {file: PATH}")
+        return value
 
     @field_validator("attribute_map")
     @classmethod

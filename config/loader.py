@@ -151,6 +151,16 @@ def _semantic_problems(settings: Settings) -> list[Problem]:
     for i, j, tid in team_ids:
         if team_counts[tid] > 1:
             problems.append(Problem(f"organisations[{i}].teams[{j}].id", f"team id {tid!r} is used more than once"))
+    for i, org in enumerate(settings.organisations):
+        for j, src in enumerate(org.sources):
+            named = getattr(src, "organisation", None)
+            if named is not None and named != org.id:
+                problems.append(
+                    Problem(
+                        f"organisations[{i}].sources[{j}].organisation",
+                        f"names {named!r} but the source sits under organisation {org.id!r} (leave it out)",
+                    )
+                )
     if settings.policies is not None and not settings.resolve_path(settings.policies.bundle).exists():
         problems.append(Problem("policies.bundle", f"no policy bundle at {settings.resolve_path(settings.policies.bundle)}"))
     if settings.is_production:

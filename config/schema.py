@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from config.ldap_source import LdapSourceConfig
 from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -78,7 +79,8 @@ class StaticSourceConfig(_Model):
     users_file: Path
 
 
-SourceConfig = Annotated[StaticSourceConfig, Field(discriminator="type")]
+#: One identity source of an organisation, chosen by its ``type`` (static, ldap, active_directory).
+SourceConfig = Annotated[StaticSourceConfig | LdapSourceConfig, Field(discriminator="type")]
 
 
 class TeamConfig(_Model):

@@ -6,11 +6,14 @@ table, never a module or class to import.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from config.ldap_source import LdapSourceConfig
 from config.schema import Settings, StaticSourceConfig
 from directories.errors import DirectoryError
+from directories.ldap import build_ldap_directory
 from directories.static import StaticDirectory
 from federation.directory_source import DirectorySource
 from federation.errors import FederationError, FederationErrorCode
@@ -18,6 +21,7 @@ from federation.organisations import Organisation, OrganisationRegistry, RoleMap
 from federation.sources import IdentitySource
 
 SourceBuilder = Callable[[Any, str, Settings], IdentitySource]
+log = logging.getLogger(__name__)
 
 
 def _build_static(cfg: StaticSourceConfig, organisation: str, settings: Settings) -> IdentitySource:
@@ -33,8 +37,39 @@ def _build_static(cfg: StaticSourceConfig, organisation: str, settings: Settings
     return DirectorySource(cfg.id, organisation, directory)
 
 
+def _build_ldap(cfg: LdapSourceConfig, organisation: str, settings: Settings) -> IdentitySource:
+    """Build an LDAP / Active Directory source (``type: ldap`` or ``active_directory``).
+
+    The organisation is the parent's (the loader has checked a written one agrees); a
+    relative ``ca_file`` is resolved against the configuration file's folder. No
+    connection is opened here: a directory that is down at start-up does not stop the
+    broker, its people see "Sign-in for <organisation> is unavailable" until it answers.
+    Plain LDAP in production is logged as a warning at start-up.
+    """
+    if cfg.tls_mode == "plain" and settings.is_production:
+        log.warning(
+            "PRODUCTION: organisation %s, directory %s uses plain LDAP (tls_mode: plain, allow_plain: true): "
+            "passwords and personal data cross the network unencrypted; configure ldaps or starttls",
+            organisation,
+            cfg.id,
+        )
+    resolved = cfg.model_copy(
+        update={
+            "organisation": organisation,
+            "ca_file": settings.resolve_path(cfg.ca_file) if cfg.ca_file is not None else None,
+        }
+    )
+    try:
+        directory = build_ldap_directory(resolved)
+    except DirectoryError as exc:
+        raise FederationError(FederationErrorCode.MISCONFIGURED, exc.detail) from None
+    return DirectorySource(cfg.id, organisation, directory)
+
+
 SOURCE_BUILDERS: dict[str, SourceBuilder] = {
     "static": _build_static,
+    "ldap": _build_ldap,
+    "active_directory": _build_ldap,
 }
 
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 from config.ldap_source import LdapSourceConfig
+from config.secrets import SecretUnavailable
+from directories.errors import DirectoryError, DirectoryErrorCode
 from directories.ldap.directory import LdapDirectory
 from directories.ldap.groups import GroupResolver, InChainGroups, NoGroups, RecursiveGroups, TokenGroupsGroups
 from directories.ldap.pool import ConnectionPool
@@ -51,7 +53,8 @@ def build_ldap_directory(
 
     Logs a warning when the directory sends passwords without TLS (``tls_mode: plain``,
     accepted only with ``allow_plain``). Raises ``DirectoryError(MISCONFIGURED)`` when the
-    CA file cannot be loaded. ``tcp_nodelay=False`` exists for the benchmark only;
+    CA file cannot be loaded or the service account's password (a ``SecretRef``) was never
+    resolved. ``tcp_nodelay=False`` exists for the benchmark only;
     ``clock`` (the circuit breaker's) for tests.
     """
     if cfg.tls_mode == "plain":
@@ -59,6 +62,10 @@ def build_ldap_directory(
             "directory %s uses plain LDAP: passwords cross the network unencrypted (allow_plain is set)",
             cfg.id,
         )
+    try:
+        bind_password = cfg.bind_password.reveal()
+    except SecretUnavailable as exc:
+        raise DirectoryError(DirectoryErrorCode.MISCONFIGURED, f"{cfg.id}: {exc}") from None
     settings = TransportSettings(
         tls_mode=cfg.tls_mode,
         ca_file=cfg.ca_file,
@@ -66,7 +73,7 @@ def build_ldap_directory(
         connect_timeout=cfg.connect_timeout_seconds,
         response_timeout=cfg.response_timeout_seconds,
         bind_dn=cfg.bind_dn,
-        bind_password=cfg.bind_password,
+        bind_password=bind_password,
         tcp_nodelay=tcp_nodelay,
     )
     servers = ServerSet(

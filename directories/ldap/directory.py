@@ -93,8 +93,9 @@ class LdapDirectory:
 
     @property
     def organisation(self) -> str:
-        """The organisation this directory serves; identities are keyed by it and ``object_id``."""
-        return self._config.organisation
+        """The organisation this directory serves ("" if its config names none); identities
+        are keyed by it and ``object_id``."""
+        return self._config.organisation or ""
 
     def authenticate(self, username: str, password: str) -> AccountRecord:
         """Check ``password`` for ``username``; return the account's record.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from config.ldap_source import LdapSourceConfig
 from tests.peers.samba import CAMDEN, NEWHAM, SERVICE_ACCOUNT, SERVICE_PASSWORD, SambaDC
 from tests.peers.slapd import HACKNEY, SlapdServer
+from tests.support.secrets import resolved_secret
 
 DEAD_PORT = 1389  # nothing listens there on the peers' addresses
 
@@ -21,7 +22,7 @@ def camden_settings(dc: SambaDC, **overrides: object) -> LdapSourceConfig:
         "tls_server_name": CAMDEN.dc_fqdn,
         "base_dn": CAMDEN.base_dn,
         "bind_dn": CAMDEN.user_dn(SERVICE_ACCOUNT),
-        "bind_password": SERVICE_PASSWORD,
+        "bind_password": resolved_secret(SERVICE_PASSWORD),
         "user_attribute": "userPrincipalName",
         "connect_timeout_seconds": 2,
         "response_timeout_seconds": 5,
@@ -43,7 +44,7 @@ def newham_settings(dc: SambaDC, **overrides: object) -> LdapSourceConfig:
         "tls_server_name": NEWHAM.dc_fqdn,
         "base_dn": NEWHAM.base_dn,
         "bind_dn": NEWHAM.user_dn(SERVICE_ACCOUNT),
-        "bind_password": SERVICE_PASSWORD,
+        "bind_password": resolved_secret(SERVICE_PASSWORD),
         "user_attribute": "sAMAccountName",
         "connect_timeout_seconds": 1,
         "response_timeout_seconds": 5,
@@ -66,7 +67,7 @@ def hackney_settings(server: SlapdServer, **overrides: object) -> LdapSourceConf
         "allow_plain": True,
         "base_dn": HACKNEY.suffix,
         "bind_dn": HACKNEY.service_dn,
-        "bind_password": HACKNEY.service_password,
+        "bind_password": resolved_secret(HACKNEY.service_password),
         "user_attribute": "uid",
         "min_failure_seconds": 0,
     }

@@ -15,6 +15,7 @@ from directories.ldap import LdapDirectory
 from directories.ldap.transport import ConnectionFactory, TransportSettings
 from tests.directories.ldap_peers import camden_settings, newham_settings
 from tests.peers.samba import CAMDEN, CAMDEN_PASSWORD, NEWHAM_PASSWORD, SERVICE_ACCOUNT, SERVICE_PASSWORD, SambaDC
+from tests.support.secrets import resolved_secret
 
 pytestmark = pytest.mark.peer("samba")
 
@@ -178,7 +179,7 @@ def test_untrusted_certificate_is_refused(samba_camden: SambaDC, build) -> None:
 
 
 def test_wrong_service_password_is_a_configuration_error(samba_camden: SambaDC, build) -> None:  # type: ignore[no-untyped-def]
-    directory = build(camden_settings(samba_camden, bind_password="Not-The-Service-Password-1"))
+    directory = build(camden_settings(samba_camden, bind_password=resolved_secret("Not-The-Service-Password-1")))
     error = fails_with(directory, ALICE, CAMDEN_PASSWORD)
     assert error.code is DirectoryErrorCode.MISCONFIGURED
     assert "Not-The-Service-Password-1" not in str(error)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from config.ldap_source import LdapSourceConfig
 from directories.ldap import build_ldap_directory
+from tests.support.secrets import resolved_secret
 
 BASE = {
     "type": "active_directory",
@@ -17,7 +18,7 @@ BASE = {
     "urls": ["ldaps://dc1.camden.test", "ldaps://dc2.camden.test:636"],
     "base_dn": "DC=camden,DC=test",
     "bind_dn": "CN=svc,CN=Users,DC=camden,DC=test",
-    "bind_password": "s3cret-service-password",
+    "bind_password": resolved_secret("s3cret-service-password"),
 }
 
 
@@ -122,3 +123,24 @@ def test_unreadable_ca_file_is_a_configuration_error(tmp_path) -> None:  # type:
     with pytest.raises(DirectoryError) as info:
         build_ldap_directory(make(ca_file=bogus))
     assert info.value.code is DirectoryErrorCode.MISCONFIGURED
+
+
+def test_bind_password_is_a_secret_reference_never_inline() -> None:
+    with pytest.raises(ValidationError, match="never written inline"):
+        make(bind_password="s3cret-service-password")
+    cfg = make(bind_password={"env": "CAMDEN_LDAP_PASSWORD"})
+    assert cfg.bind_password.env == "CAMDEN_LDAP_PASSWORD"
+
+
+def test_unresolved_bind_password_is_a_configuration_error() -> None:
+    from directories import DirectoryError, DirectoryErrorCode
+
+    with pytest.raises(DirectoryError) as info:
+        build_ldap_directory(make(bind_password={"env": "SUPERCLOUD_TEST_NEVER_SET"}))
+    assert info.value.code is DirectoryErrorCode.MISCONFIGURED
+    assert "SUPERCLOUD_TEST_NEVER_SET" in info.value.detail
+
+
+def test_organisation_may_be_left_to_the_parent() -> None:
+    base = {k: v for k, v in BASE.items() if k != "organisation"}
+    assert LdapSourceConfig.model_validate(base).organisation is None

@@ -14,6 +14,7 @@ from directories.ldap.groups import NoGroups
 from directories.ldap.pool import ConnectionPool
 from directories.ldap.servers import CircuitState, ServerSet
 from directories.ldap.transport import ServerFailure
+from tests.support.secrets import resolved_secret
 
 URLS = ("ldaps://dc1.newham.test", "ldaps://dc2.newham.test")
 
@@ -226,7 +227,7 @@ def directory(pool: RecordingPool, sleeps: list[float] | None = None, floor: flo
         urls=URLS,
         base_dn="DC=camden,DC=test",
         bind_dn="CN=svc,DC=camden,DC=test",
-        bind_password="x",
+        bind_password=resolved_secret("x"),
         min_failure_seconds=floor,
     )
     record = sleeps.append if sleeps is not None else (lambda seconds: None)
