@@ -59,3 +59,19 @@ class OpenAccess:
 
     def check(self, identity: Identity, client_id: str, service_name: str) -> AccessGrant:
         return AccessGrant(released=None)
+
+
+class MfaRequirement:
+    """Wraps a gate: people of ``organisations``, or anyone reaching ``clients``, need AAL2 or more."""
+
+    def __init__(self, inner: AccessGate, *, organisations: frozenset[str], clients: frozenset[str]) -> None:
+        self._inner = inner
+        self._organisations = organisations
+        self._clients = clients
+
+    def check(self, identity: Identity, client_id: str, service_name: str) -> AccessGrant:
+        """Raise StepUpRequired(AAL2) below AAL2 where MFA is required; otherwise ask the inner gate."""
+        required = identity.organisation in self._organisations or client_id in self._clients
+        if required and identity.authn.assurance < AssuranceLevel.AAL2:
+            raise StepUpRequired(AssuranceLevel.AAL2, service_name)
+        return self._inner.check(identity, client_id, service_name)

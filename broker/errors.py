@@ -17,6 +17,8 @@ class BrokerErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     ACCESS_DENIED = "access_denied"
     STEP_UP_REQUIRED = "step_up_required"
+    MFA_FAILED = "mfa_failed"
+    THROTTLED = "throttled"
 
 
 class BrokerError(Exception):

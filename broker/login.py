@@ -5,13 +5,18 @@ a generic message (except guidance they can act on, given after a correct passwo
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Callable
 
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode
+from broker.mfa import MfaError, TotpService
 from broker.sessions import SsoSession, SsoSessions
 from broker.subjects import Subjects
+from broker.throttle import Throttle
 from federation.errors import FederationError, FederationErrorCode
+from federation.identity import AssuranceLevel, AuthnContext
 from federation.organisations import Organisation, OrganisationRegistry
 from federation.sources import PasswordSource
 
@@ -20,8 +25,8 @@ MESSAGES = {
     FederationErrorCode.PASSWORD_CHANGE_REQUIRED: (
         "You need to set a new password before you can sign in. Change it the usual way for your organisation, then try again."
     ),
-    FederationErrorCode.SOURCE_UNAVAILABLE: "We cannot reach your organisation's sign-in service right now. Try again in a few minutes.",
 }
+UNAVAILABLE = "Sign-in for {organisation} is unavailable at the moment. Try again in a few minutes."
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 
@@ -35,11 +40,15 @@ class LoginService:
         subjects: Subjects,
         sso: SsoSessions,
         audit: Callable[[AuditEvent], object],
+        throttle: Throttle,
+        totp: TotpService,
     ) -> None:
         self._registry = registry
         self._subjects = subjects
         self._sso = sso
         self._audit = audit
+        self._throttle = throttle
+        self.totp = totp
 
     def discover(self, email: str) -> Organisation:
         """Return the organisation that serves ``email``.
@@ -67,13 +76,21 @@ class LoginService:
         source = next((s for s in organisation.sources if isinstance(s, PasswordSource)), None)
         if source is None:
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, "Your organisation does not sign in with a password here.")
+        if self._throttle.blocked("password", email, ip):
+            self._fail(email, organisation.id, source.id, "throttled", ip)
+            raise BrokerError(BrokerErrorCode.THROTTLED, self._wait_message())
         if len(password) > MAX_PASSWORD:
             self._fail(email, organisation.id, source.id, "password too long", ip)
+            self._throttle.failed("password", email, ip)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, GENERIC_FAILURE)
         try:
             identity = source.authenticate_password(email.strip(), password)
         except FederationError as exc:
             self._fail(email, organisation.id, source.id, f"{exc.code.value}: {exc.reason}", ip)
+            if exc.code is not FederationErrorCode.SOURCE_UNAVAILABLE:
+                self._throttle.failed("password", email, ip)
+            if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
+                raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None
         identity = organisation.enrich(identity)
         subject_id = self._subjects.subject_for(identity.subject)
@@ -94,6 +111,63 @@ class LoginService:
             )
         )
         return cookie, session
+
+    def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
+        """Check a TOTP or recovery code for the session's person and raise the session to AAL2.
+
+        Returns (new cookie value, elevated session). Raises MfaError or BrokerError(THROTTLED)
+        with a message for the person; every attempt is audited.
+        """
+        account = f"subject:{session.subject_id}"
+        if self._throttle.blocked("otp", account, ip):
+            self._audit(AuditEvent("mfa_verify", "failure", actor=session.subject_id, ip=ip, details={"reason": "throttled"}))
+            raise BrokerError(BrokerErrorCode.THROTTLED, self._wait_message())
+        try:
+            method = self.totp.verify(session.subject_id, code)
+        except MfaError as exc:
+            self._throttle.failed("otp", account, ip)
+            self._audit(AuditEvent("mfa_verify", "failure", actor=session.subject_id, ip=ip, details={"reason": exc.reason}))
+            raise
+        return self._elevate(session, method, ip=ip)
+
+    def confirm_enrolment(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession, list[str]]:
+        """Confirm TOTP enrolment with one code; the session rises to AAL2.
+
+        Returns (new cookie value, elevated session, recovery codes to show once).
+        Raises MfaError (audited); nothing is half-enrolled.
+        """
+        account = f"subject:{session.subject_id}"
+        if self._throttle.blocked("otp", account, ip):
+            raise BrokerError(BrokerErrorCode.THROTTLED, self._wait_message())
+        try:
+            codes = self.totp.confirm_enrolment(session.subject_id, code)
+        except MfaError as exc:
+            self._throttle.failed("otp", account, ip)
+            self._audit(AuditEvent("mfa_enrol", "failure", actor=session.subject_id, ip=ip, details={"reason": exc.reason}))
+            raise
+        self._audit(AuditEvent("mfa_enrol", "success", actor=session.subject_id, ip=ip, details={"kind": "totp"}))
+        cookie, elevated = self._elevate(session, "otp", ip=ip)
+        return cookie, elevated, codes
+
+    def _elevate(self, session: SsoSession, method: str, *, ip: str | None) -> tuple[str, SsoSession]:
+        identity = session.identity
+        methods = tuple(dict.fromkeys((*identity.authn.methods, "otp", "mfa")))
+        authn = AuthnContext(
+            methods=methods,
+            assurance=max(identity.authn.assurance, AssuranceLevel.AAL2),
+            authenticated_at=dt.datetime.now(dt.UTC),
+            source=identity.authn.source,
+        )
+        result = self._sso.elevate(session.sid, dataclasses.replace(identity, authn=authn))
+        if result is None:
+            raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in has expired. Sign in again.")
+        self._audit(AuditEvent("mfa_verify", "success", actor=session.subject_id, ip=ip,
+                               details={"method": method, "assurance": authn.assurance.name, "sid": session.sid}))
+        return result
+
+    def _wait_message(self) -> str:
+        minutes = max(1, self._throttle.window_seconds // 60)
+        return f"There have been too many attempts. Wait {minutes} minutes, then try again."
 
     def _fail(self, email: str, organisation: str, source: str, reason: str, ip: str | None) -> None:
         self._audit(

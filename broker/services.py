@@ -8,12 +8,14 @@ import datetime as dt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.access import AccessGate, OpenAccess
+from broker.access import AccessGate, MfaRequirement, OpenAccess
 from broker.audit import AuditEvent, AuditLog
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
 from broker.login import LoginService
+from broker.mfa import TotpService
+from broker.throttle import Throttle, ThrottleLimits
 from broker.oidc.provider import Endpoints, OidcProvider
 from broker.oidc.tokens import TokenMinter
 from broker.sessions import SsoSessions
@@ -116,7 +118,11 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         organisation_name=organisation_name,
         code_lifetime=settings.broker.authorization_code_lifetime_seconds,
         default_alg=settings.broker.default_signing_alg,
-        access=build_access_gate(settings, registry, audit),
+        access=MfaRequirement(
+            build_access_gate(settings, registry, audit),
+            organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
+            clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
+        ),
     )
     return Services(
         settings=settings,
@@ -130,6 +136,9 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         subjects=subjects,
         sso=sso,
         registry=registry,
-        login=LoginService(registry, subjects, sso, audit.append),
+        login=LoginService(
+            registry, subjects, sso, audit.append, Throttle(state, ThrottleLimits()),
+            TotpService(db, master, state, issuer_name="London Supercloud"),
+        ),
         oidc=oidc,
     )

@@ -82,6 +82,39 @@ class SsoSessions:
             ).scalar_one_or_none()
         return _session(row) if row else None
 
+    def elevate(self, sid: str, identity: Identity) -> tuple[str, SsoSession] | None:
+        """Replace the live session's identity (after a second factor) and rotate its cookie.
+
+        The public ``sid`` stays, so tokens issued in the session stay tied to it; the cookie
+        value changes, so a value captured before the step-up is worthless. Returns (new
+        cookie value, session), or None if the session is no longer live.
+        """
+        cookie = secrets.token_urlsafe(32)
+        with self._sessions.begin() as session:
+            row = session.execute(
+                select(SsoSessionRow).where(
+                    SsoSessionRow.sid == sid, SsoSessionRow.ended_at.is_(None), SsoSessionRow.expires_at > utcnow()
+                ).with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            row.identity = identity.to_json()
+            row.cookie_hash = self._master.keyed_hash(COOKIE_LABEL, cookie)
+        return cookie, _session(row)
+
+    def live_sids_for_subject(self, subject_id: str) -> list[str]:
+        """Return the public ids of every live session of the broker subject ``subject_id``."""
+        with self._sessions() as session:
+            return list(
+                session.execute(
+                    select(SsoSessionRow.sid).where(
+                        SsoSessionRow.subject_id == subject_id,
+                        SsoSessionRow.ended_at.is_(None),
+                        SsoSessionRow.expires_at > utcnow(),
+                    )
+                ).scalars()
+            )
+
     def end(self, sid: str, reason: str) -> bool:
         """End the session ``sid``; return True if it was live."""
         with self._sessions.begin() as session:

@@ -37,7 +37,7 @@ class StateStore(Protocol):
         ...
 
     def get(self, namespace: str, key: str) -> dict[str, Any] | None:
-        """Return the live, untaken value, or None."""
+        """Return the live, untaken value, or None; a counter reads as ``{"n": count}``."""
         ...
 
     def take(self, namespace: str, key: str) -> Taken:
@@ -46,6 +46,10 @@ class StateStore(Protocol):
 
     def delete(self, namespace: str, key: str) -> None:
         """Forget the key."""
+        ...
+
+    def incr(self, namespace: str, key: str, ttl_seconds: int) -> int:
+        """Add one to the counter at key (starting a window of ``ttl_seconds`` at the first); return it."""
         ...
 
 
@@ -116,6 +120,34 @@ class SqlStateStore:
                 delete(EphemeralStateRow).where(EphemeralStateRow.namespace == namespace, EphemeralStateRow.key == key)
             )
 
+    def incr(self, namespace: str, key: str, ttl_seconds: int) -> int:
+        for _ in range(3):
+            now = utcnow()
+            try:
+                with self._sessions.begin() as session:
+                    row = session.execute(
+                        select(EphemeralStateRow)
+                        .where(EphemeralStateRow.namespace == namespace, EphemeralStateRow.key == key)
+                        .with_for_update()
+                    ).scalar_one_or_none()
+                    if row is not None and row.expires_at > now:
+                        count = int(json.loads(row.value).get("n", 0)) + 1
+                        row.value = json.dumps({"n": count})
+                        return count
+                    if row is not None:
+                        session.delete(row)
+                        session.flush()
+                    session.add(
+                        EphemeralStateRow(
+                            namespace=namespace, key=key, value=json.dumps({"n": 1}),
+                            expires_at=now + dt.timedelta(seconds=ttl_seconds), taken=False,
+                        )
+                    )
+                    return 1
+            except IntegrityError:
+                continue  # another writer created the counter first: count again on top of it
+        raise RuntimeError("counter contention did not settle")
+
     def purge_expired(self) -> int:
         """Delete expired entries; return how many."""
         with self._sessions.begin() as session:
@@ -158,7 +190,8 @@ class RedisStateStore:
         raw = self._redis.get(self._key(namespace, key))
         if raw is None or raw.decode() == _TAKEN:
             return None
-        return json.loads(raw)
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {"n": value}  # counters (INCR) read as {"n": count}
 
     def take(self, namespace: str, key: str) -> Taken:
         was_taken, raw = self._take(keys=[self._key(namespace, key)], args=[_TAKEN])
@@ -168,3 +201,11 @@ class RedisStateStore:
 
     def delete(self, namespace: str, key: str) -> None:
         self._redis.delete(self._key(namespace, key))
+
+    def incr(self, namespace: str, key: str, ttl_seconds: int) -> int:
+        pipe = self._redis.pipeline()
+        name = self._key(namespace, key)
+        pipe.incr(name)
+        pipe.expire(name, ttl_seconds, nx=True)
+        count, _ = pipe.execute()
+        return int(count)

@@ -54,3 +54,33 @@ def app(settings, services):  # type: ignore[no-untyped-def]
     flask_app = create_app(settings, services=services)
     flask_app.config["TESTING"] = True
     return flask_app
+
+
+@pytest.fixture
+def policy_settings(settings_factory):  # type: ignore[no-untyped-def]
+    """Settings with the London policy bundle deciding, and two applications: the Discharge Hub and Admissions."""
+    from config import load_settings
+    from tests.support.settings import LONDON_BUNDLE
+
+    document = settings_factory.document()
+    document["policies"] = {"bundle": str(LONDON_BUNDLE)}
+    base = document["applications"][0]
+    document["applications"] = [
+        {**base, "client_id": "discharge-hub", "service": "discharge-hub"},
+        {**base, "client_id": "admissions-portal", "name": "London Admissions", "service": "admissions"},
+    ]
+    return load_settings(settings_factory.write(document))
+
+
+@pytest.fixture
+def policy_app(policy_settings):  # type: ignore[no-untyped-def]
+    """(app, services) deciding with the London policies."""
+    from broker.bootstrap import initialise
+    from broker.services import build_services
+    from broker.web.app import create_app
+
+    initialise(policy_settings)
+    built = build_services(policy_settings)
+    flask_app = create_app(policy_settings, services=built)
+    yield flask_app, built
+    built.engine.dispose()

@@ -63,6 +63,9 @@ def password() -> Response | str:
             session.clear()  # a new sign-in starts a new browser flow state
             if pending:
                 session[PENDING] = pending
+            if services().login.totp.is_enrolled(sso.subject_id):
+                target = url_for("mfa.verify")  # enrolled people always sign in with their second factor
+            elif pending:
                 target = url_for("oidc.resume")
             else:
                 target = url_for("login.signed_in")

@@ -9,35 +9,8 @@ import pytest
 from federation import jose
 from tests.support.flask_flow import authorize_params, code_flow, exchange, password_sign_in, pkce_pair
 
-BUNDLE = Path(__file__).resolve().parents[2] / "policies" / "bundles" / "london"
+from tests.support.settings import LONDON_BUNDLE as BUNDLE
 ISSUER = "http://127.0.0.1:8000"
-
-
-@pytest.fixture
-def policy_settings(settings_factory):  # type: ignore[no-untyped-def]
-    document = settings_factory.document()
-    document["policies"] = {"bundle": str(BUNDLE)}
-    base = document["applications"][0]
-    document["applications"] = [
-        {**base, "client_id": "discharge-hub", "service": "discharge-hub"},
-        {**base, "client_id": "admissions-portal", "name": "London Admissions", "service": "admissions"},
-    ]
-    from config import load_settings
-
-    return load_settings(settings_factory.write(document))
-
-
-@pytest.fixture
-def policy_app(policy_settings):  # type: ignore[no-untyped-def]
-    from broker.bootstrap import initialise
-    from broker.services import build_services
-    from broker.web.app import create_app
-
-    initialise(policy_settings)
-    services = build_services(policy_settings)
-    app = create_app(policy_settings, services=services)
-    yield app, services
-    services.engine.dispose()
 
 
 def _decisions(services):  # type: ignore[no-untyped-def]
@@ -81,8 +54,8 @@ def test_password_only_sign_in_to_the_discharge_hub_needs_step_up(policy_app) ->
     client.get("/authorize", query_string=authorize_params(challenge))
     signed = password_sign_in(client, "amara.okafor@camden.test")
     response = client.get(signed.headers["Location"])
-    assert response.status_code == 403
-    assert "needs a stronger sign-in (AAL2)" in response.get_data(as_text=True)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/mfa")
+    assert "code=" not in response.headers["Location"]
     decision = _decisions(services)[-1]
     assert decision.outcome == "deny"
     assert decision.details["obligations"][0]["kind"] == "step_up"

@@ -13,6 +13,7 @@ from federation.keys import MasterKey
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_USERS = ROOT / "config" / "demo" / "users"
+LONDON_BUNDLE = ROOT / "policies" / "bundles" / "london"
 DEMO_PASSWORD = "london-demo"
 TEST_CLIENT_ID = "discharge-hub"
 TEST_CLIENT_SECRET = "test-client-secret-0123456789abcdefghijklmnop"

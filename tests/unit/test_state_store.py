@@ -90,3 +90,25 @@ def test_exactly_one_concurrent_take_wins(store: StateStore) -> None:
         t.join()
     assert sum(1 for r in results if r.value is not None) == 1
     assert sum(1 for r in results if r.already_taken) == 7
+
+
+def test_counters_count_within_their_window_and_restart_after(store: StateStore) -> None:
+    assert [store.incr("throttle", "k", 1) for _ in range(3)] == [1, 2, 3]
+    time.sleep(1.3)
+    assert store.incr("throttle", "k", 60) == 1
+
+
+def test_concurrent_increments_are_all_counted(store: StateStore) -> None:
+    barrier = threading.Barrier(6)
+
+    def bump() -> None:
+        barrier.wait()
+        for _ in range(5):
+            store.incr("throttle", "race", 60)
+
+    threads = [threading.Thread(target=bump) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.incr("throttle", "race", 60) == 31

@@ -1,0 +1,37 @@
+"""Turning a step-up obligation into the second-factor pages, without losing the request."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Response, redirect, session, url_for
+
+from broker.access import StepUpRequired
+from broker.oidc.authorization import AuthorizationRequest
+from broker.web.context import services
+from broker.web.login_views import PENDING
+from federation.identity import AssuranceLevel
+
+PENDING_NAMESPACE = "authreq"
+PENDING_TTL_SECONDS = 1800
+STEP_UP = "step_up"
+
+
+def park(authz: AuthorizationRequest) -> None:
+    """Keep ``authz`` server-side (30 minutes), bound to this browser's flow cookie."""
+    key = secrets.token_urlsafe(24)
+    services().state.add(PENDING_NAMESPACE, key, authz.to_json(), PENDING_TTL_SECONDS)
+    session[PENDING] = {"key": key, "client_id": authz.client_id}
+
+
+def step_up(authz: AuthorizationRequest, exc: StepUpRequired) -> Response:
+    """Park ``authz`` and send the person to the second-factor page; re-raise what TOTP cannot meet.
+
+    TOTP reaches AAL2; an AAL3 obligation needs a hardware authenticator (NHS smartcard)
+    from an upstream, so it is shown as it is.
+    """
+    if exc.minimum > AssuranceLevel.AAL2:
+        raise exc
+    park(authz)
+    session[STEP_UP] = {"reason": exc.message}
+    return redirect(url_for("mfa.verify"))
