@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.errors import OAuthError
 from broker.storage.models import ClientRow
 from broker.storage.types import utcnow
-from config.schema import ApplicationConfig, check_absolute_url
+from config.schema import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, ApplicationConfig, check_absolute_url
 from federation.keys import MasterKey
 
 SECRET_LABEL = "client-secret"
@@ -28,6 +30,27 @@ class Client:
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     signing_alg: str | None
+    token_endpoint_auth_method: str = "client_secret_basic"
+    token_endpoint_auth_signing_alg: str | None = None
+    jwks: Mapping[str, Any] | None = None
+    jwks_uri: str | None = None
+    grant_types: tuple[str, ...] = (GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN)
+    subject_type: str = "public"
+    sector_identifier: str | None = None
+    backchannel_logout_uri: str | None = None
+    frontchannel_logout_uri: str | None = None
+    allowed_audiences: tuple[str, ...] = ()
+
+    def allows(self, grant_type: str) -> bool:
+        """Return True if the client is registered for ``grant_type`` (RFC 7591 §2)."""
+        return grant_type in self.grant_types
+
+    @property
+    def sector(self) -> str:
+        """The pairwise sector (OIDC Core §8.1): the registered identifier, else the redirect URIs' host."""
+        if self.sector_identifier:
+            return self.sector_identifier
+        return (urlsplit(self.redirect_uris[0]).hostname or self.client_id) if self.redirect_uris else self.client_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,10 +74,21 @@ class ClientRegistry:
             for app in applications:
                 row = session.get(ClientRow, app.client_id) or ClientRow(client_id=app.client_id, created_at=utcnow())
                 row.name = app.name
-                row.secret_hash = self._hash(app.client_secret.reveal())
+                # A private_key_jwt client has no secret: an empty hash matches no presented secret.
+                row.secret_hash = self._hash(app.client_secret.reveal()) if app.client_secret is not None else ""
                 row.redirect_uris = list(app.redirect_uris)
                 row.post_logout_redirect_uris = list(app.post_logout_redirect_uris)
                 row.signing_alg = app.signing_alg
+                row.token_endpoint_auth_method = app.token_endpoint_auth_method
+                row.token_endpoint_auth_signing_alg = app.token_endpoint_auth_signing_alg
+                row.jwks = app.jwks
+                row.jwks_uri = app.jwks_uri
+                row.grant_types = list(app.grant_types)
+                row.subject_type = app.subject_type
+                row.sector_identifier = app.sector if app.subject_type == "pairwise" else None
+                row.backchannel_logout_uri = app.backchannel_logout_uri
+                row.frontchannel_logout_uri = app.frontchannel_logout_uri
+                row.allowed_audiences = list(app.allowed_audiences)
                 row.origin = "config"
                 row.disabled = False
                 session.add(row)
@@ -82,6 +116,10 @@ class ClientRegistry:
             origin="cli",
             created_at=utcnow(),
             disabled=False,
+            token_endpoint_auth_method="client_secret_basic",
+            grant_types=[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN],
+            subject_type="public",
+            allowed_audiences=[],
         )
         with self._sessions.begin() as session:
             session.add(row)
@@ -106,6 +144,12 @@ class ClientRegistry:
             raise OAuthError("invalid_client", "client authentication failed", status=401)
         return _client(row)
 
+    def all(self) -> list[Client]:
+        """Return every enabled client."""
+        with self._sessions() as session:
+            rows = session.execute(select(ClientRow).where(ClientRow.disabled.is_(False))).scalars().all()
+        return [_client(row) for row in rows]
+
     def _hash(self, secret: str) -> str:
         return self._master.keyed_hash(SECRET_LABEL, secret)
 
@@ -117,4 +161,14 @@ def _client(row: ClientRow) -> Client:
         redirect_uris=tuple(row.redirect_uris),
         post_logout_redirect_uris=tuple(row.post_logout_redirect_uris),
         signing_alg=row.signing_alg,
+        token_endpoint_auth_method=row.token_endpoint_auth_method or "client_secret_basic",
+        token_endpoint_auth_signing_alg=row.token_endpoint_auth_signing_alg,
+        jwks=row.jwks,
+        jwks_uri=row.jwks_uri,
+        grant_types=tuple(row.grant_types or ()),
+        subject_type=row.subject_type or "public",
+        sector_identifier=row.sector_identifier,
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        frontchannel_logout_uri=row.frontchannel_logout_uri,
+        allowed_audiences=tuple(row.allowed_audiences or ()),
     )

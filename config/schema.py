@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ldap_source import LdapSourceConfig
 from config.secrets import SecretRef
@@ -121,23 +121,143 @@ class OrganisationConfig(_Model):
         return values
 
 
+GRANT_AUTHORIZATION_CODE = "authorization_code"
+GRANT_REFRESH_TOKEN = "refresh_token"
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GrantType = Literal[
+    "authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"
+]
+TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+
 class ApplicationConfig(_Model):
-    """An OIDC application (relying party) registered in configuration."""
+    """An OIDC application (relying party or service) registered in configuration.
+
+    A complete example::
+
+        - client_id: discharge-hub
+          name: Hospital Discharge Hub
+          redirect_uris: [https://discharge.example.nhs.uk/callback]
+          post_logout_redirect_uris: [https://discharge.example.nhs.uk/]
+          token_endpoint_auth_method: private_key_jwt   # or client_secret_basic / client_secret_post
+          jwks_uri: https://discharge.example.nhs.uk/jwks.json   # or jwks: {keys: [...]}
+          grant_types: [authorization_code, refresh_token]
+          subject_type: pairwise
+          sector_identifier: discharge.example.nhs.uk
+          backchannel_logout_uri: https://discharge.example.nhs.uk/backchannel-logout
+          frontchannel_logout_uri: https://discharge.example.nhs.uk/frontchannel-logout
+          allowed_audiences: [care-records-api]   # resource/audience values it may ask tokens for
+    """
 
     client_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{3,128}$")
     name: str = Field(min_length=1, max_length=200)
-    redirect_uris: list[str] = Field(min_length=1)
+    redirect_uris: list[str] = Field(default_factory=list)
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
-    client_secret: SecretRef
+    client_secret: SecretRef | None = Field(default=None, description="required unless token_endpoint_auth_method is private_key_jwt")
     signing_alg: Literal["ES256", "RS256"] | None = None
     service: str | None = Field(default=None, pattern=SLUG, description="the service policies name (default: client_id)")
+    require_mfa: bool = Field(default=False, description="everyone reaching this application uses a second factor")
+    token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"
+    token_endpoint_auth_signing_alg: Literal["ES256", "RS256"] | None = Field(
+        default=None, description="for private_key_jwt: the one algorithm its assertions may use (default: the JWK's)"
+    )
+    jwks: dict[str, list[dict[str, str]]] | None = Field(default=None, description="public keys for private_key_jwt (RFC 7517 JWK Set)")
+    jwks_uri: str | None = Field(default=None, description="where to fetch the public keys for private_key_jwt")
+    grant_types: list[GrantType] = Field(default_factory=lambda: [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN], min_length=1)
+    subject_type: Literal["public", "pairwise"] = "public"
+    sector_identifier: str | None = Field(default=None, min_length=1, max_length=255)
+    backchannel_logout_uri: str | None = None
+    frontchannel_logout_uri: str | None = None
+    allowed_audiences: list[str] = Field(
+        default_factory=list,
+        description="audiences (client ids or resource URIs) this application may ask access tokens for "
+        "with resource/audience, client_credentials or token exchange (RFC 8707, RFC 8693)",
+    )
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
     def _uris(cls, values: list[str]) -> list[str]:
         for value in values:
             check_absolute_url(value)
+            if urlsplit(value).scheme == "http" and not is_loopback(value):
+                raise ValueError(f"{value!r} must be https:// (plain http only on a loopback address)")
         return values
+
+    @field_validator("jwks_uri", "backchannel_logout_uri", "frontchannel_logout_uri")
+    @classmethod
+    def _one_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_absolute_url(value)
+            if urlsplit(value).scheme == "http" and not is_loopback(value):
+                raise ValueError(f"{value!r} must be https:// (plain http only on a loopback address)")
+        return value
+
+    @field_validator("allowed_audiences", "grant_types")
+    @classmethod
+    def _no_duplicates(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("lists a value more than once")
+        for value in values:
+            if not value or len(value) > 255 or any(c.isspace() for c in value):
+                raise ValueError(f"{value!r} is not a valid value (1-255 characters, no spaces)")
+        return values
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, value: dict[str, list[dict[str, str]]] | None) -> dict[str, list[dict[str, str]]] | None:
+        if value is None:
+            return value
+        if set(value) != {"keys"} or not value["keys"]:
+            raise ValueError("must be a JWK Set: {keys: [one or more public keys]}")
+        for i, key in enumerate(value["keys"]):
+            if key.get("kty") not in {"EC", "RSA"}:
+                raise ValueError(f"keys[{i}]: kty must be EC or RSA")
+            if "d" in key or "p" in key:
+                raise ValueError(f"keys[{i}]: is a private key; register only the public half")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ApplicationConfig:
+        problems = []
+        method = self.token_endpoint_auth_method
+        if method == "private_key_jwt":
+            if (self.jwks is None) == (self.jwks_uri is None):
+                problems.append("private_key_jwt needs exactly one of jwks or jwks_uri")
+            if self.client_secret is not None:
+                problems.append("a private_key_jwt client has no client_secret; remove it")
+        else:
+            if self.client_secret is None:
+                problems.append(f"{method} needs a client_secret")
+            if self.jwks is not None or self.jwks_uri is not None:
+                problems.append("jwks/jwks_uri are only for token_endpoint_auth_method: private_key_jwt")
+        interactive = GRANT_AUTHORIZATION_CODE in self.grant_types
+        if interactive and not self.redirect_uris:
+            problems.append("authorization_code needs at least one redirect_uri")
+        if not interactive and (self.redirect_uris or self.post_logout_redirect_uris):
+            problems.append("redirect URIs are only for applications with the authorization_code grant")
+        if GRANT_REFRESH_TOKEN in self.grant_types and not interactive:
+            problems.append("refresh_token is only issued with authorization_code")
+        if GRANT_CLIENT_CREDENTIALS in self.grant_types and not self.allowed_audiences:
+            problems.append("client_credentials needs allowed_audiences (the services it may call)")
+        if GRANT_TOKEN_EXCHANGE in self.grant_types and not self.allowed_audiences:
+            problems.append("token exchange needs allowed_audiences (the services it may call on a person's behalf)")
+        if self.subject_type == "pairwise" and self.sector_identifier is None:
+            hosts = {urlsplit(uri).hostname for uri in self.redirect_uris}
+            if len(hosts) != 1:
+                problems.append("pairwise subjects with redirect URIs on several hosts need a sector_identifier")
+        if self.sector_identifier is not None and self.subject_type != "pairwise":
+            problems.append("sector_identifier is only for subject_type: pairwise")
+        if (self.backchannel_logout_uri or self.frontchannel_logout_uri) and not interactive:
+            problems.append("logout URIs are only for applications with the authorization_code grant")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def sector(self) -> str:
+        """The pairwise sector: ``sector_identifier``, else the host of the redirect URIs (OIDC Core §8.1)."""
+        return self.sector_identifier or (urlsplit(self.redirect_uris[0]).hostname or self.client_id)
 
 
 class AgreementConfig(_Model):

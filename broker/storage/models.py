@@ -48,6 +48,17 @@ class ClientRow(Base):
     origin: Mapped[str] = mapped_column(String(16))  # config | cli
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # OIDC registration metadata (OIDC Registration §2, RFC 7591 §2); see config.schema.ApplicationConfig.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), default="client_secret_basic")
+    token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    jwks: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["authorization_code", "refresh_token"])
+    subject_type: Mapped[str] = mapped_column(String(16), default="public")
+    sector_identifier: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    allowed_audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class SubjectRow(Base):
@@ -89,6 +100,34 @@ class IssuedTokenRow(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    family_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)  # refresh token family
+
+
+class RefreshTokenRow(Base):
+    """A refresh token, kept only as its keyed hash; rotated on use, revoked by family (RFC 9700 §4.14.2)."""
+
+    __tablename__ = "refresh_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    scope: Mapped[str] = mapped_column(Text)
+    grant: Mapped[dict] = mapped_column(JSON)  # auth_time, acr, amr, audience: what a refresh re-issues
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SessionClientRow(Base):
+    """An application that received a code in an SSO session: whom to tell at logout."""
+
+    __tablename__ = "session_clients"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class EphemeralStateRow(Base):

@@ -8,7 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 from govuk_frontend_wtf.main import WTFormsHelpers
 
 from broker.services import Services, build_services
-from broker.web import login_views, oidc_views
+from broker.web import login_views, logout_views, oidc_views
 from broker.web.errors import install_error_handlers
 from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
 from config.schema import Settings
@@ -51,10 +51,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     csrf = CSRFProtect(app)
     app.register_blueprint(login_views.bp)
     app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(logout_views.bp)
     # Machine-to-machine endpoints authenticate the client instead of a browser session.
     csrf.exempt(oidc_views.token)
     csrf.exempt(oidc_views.userinfo)
     csrf.exempt(oidc_views.authorize)
+    csrf.exempt(oidc_views.introspect)
+    csrf.exempt(oidc_views.revoke)
+    csrf.exempt(logout_views.end_session)
     install_security_headers(app, https=https)
     install_error_handlers(app)
 

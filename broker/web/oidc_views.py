@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-import secrets
 
-from flask import Blueprint, Response, jsonify, redirect, request, session, url_for
+from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, session, url_for
 
+from broker.access import StepUpRequired
+from broker.access import StepUpRequired
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode, OAuthError
-from broker.oidc.authorization import AuthorizationError, AuthorizationRequest
+from broker.oidc.authorization import AuthorizationError, AuthorizationRequest, AuthorizationResponse
+from broker.sessions import SsoSession
 from broker.web.context import current_session, services
 from broker.web.login_views import PENDING
 from broker.web.security import client_ip
+from broker.web.step_up import step_up
+from broker.web.step_up import PENDING_NAMESPACE, park, step_up
 
 bp = Blueprint("oidc", __name__)
-PENDING_NAMESPACE = "authreq"
-PENDING_TTL_SECONDS = 1800
+FORM_MIMETYPE = "application/x-www-form-urlencoded"
 
 
 @bp.route("/.well-known/openid-configuration")
 def discovery() -> Response:
     """OIDC Discovery §4."""
+    return _json(services().oidc.metadata(), cache_seconds=300)
+
+
+@bp.route("/.well-known/oauth-authorization-server")
+def oauth_metadata() -> Response:
+    """RFC 8414 §3: the same metadata."""
     return _json(services().oidc.metadata(), cache_seconds=300)
 
 
@@ -48,17 +57,20 @@ def authorize() -> Response:
             AuditEvent("authorization_request", "failure", client_id=params.get("client_id"), ip=client_ip(),
                        details={"error": exc.error, "reason": exc.description})
         )
-        return redirect(provider.error_redirect(exc))
+        return respond(provider.error_response(exc))
     sso = current_session()
-    if not provider.needs_login(authz, sso):
-        return redirect(provider.issue_code(authz, sso, ip=client_ip()))
+    if sso is not None and not provider.needs_login(authz, sso):
+        try:
+            return respond(provider.issue_code(authz, sso, ip=client_ip()))
+        except StepUpRequired as exc:
+            return step_up(authz, exc)
     if "none" in authz.prompt:
-        return redirect(provider.error_redirect(
-            AuthorizationError("login_required", "the person is not signed in", redirect_uri=authz.redirect_uri, state=authz.state)
-        ))
-    key = secrets.token_urlsafe(24)
-    services().state.add(PENDING_NAMESPACE, key, authz.to_json(), PENDING_TTL_SECONDS)
-    session[PENDING] = {"key": key, "client_id": client.client_id}
+        services().audit.append(
+            AuditEvent("authorization_request", "failure", client_id=client.client_id, ip=client_ip(),
+                       details={"error": "login_required", "reason": "prompt=none and the person must sign in"})
+        )
+        return respond(provider.login_required(authz))
+    park(authz)
     if authz.login_hint and "@" in authz.login_hint and len(authz.login_hint) <= 256:
         session["login_email"] = authz.login_hint
     return redirect(url_for("login.start"))
@@ -75,18 +87,33 @@ def resume() -> Response:
     if taken.value is None:
         raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Go back to the service and start again.")
     authz = AuthorizationRequest.from_json(taken.value)
-    return redirect(services().oidc.issue_code(authz, sso, ip=client_ip()))
+    try:
+        return respond(services().oidc.issue_code(authz, sso, ip=client_ip()))
+    except StepUpRequired as exc:
+        return step_up(authz, exc)
 
 
 @bp.route("/token", methods=["POST"])
 def token() -> Response:
     """Token endpoint (RFC 6749 §3.2): form-encoded POST, JSON answer, never cached."""
-    if request.mimetype != "application/x-www-form-urlencoded":
-        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    body = services().oidc.token(
-        request.form.to_dict(flat=False), request.headers.get("Authorization"), ip=client_ip()
-    )
+    _require_form()
+    body = services().oidc.token(request.form.to_dict(flat=False), request.headers.get("Authorization"), ip=client_ip())
     return _json(body)
+
+
+@bp.route("/introspect", methods=["POST"])
+def introspect() -> Response:
+    """Token introspection (RFC 7662 §2)."""
+    _require_form()
+    return _json(services().oidc.introspect(request.form.to_dict(flat=False), request.headers.get("Authorization"), ip=client_ip()))
+
+
+@bp.route("/revoke", methods=["POST"])
+def revoke() -> Response:
+    """Token revocation (RFC 7009 §2): 200 with an empty body, whether or not the token was known."""
+    _require_form()
+    services().oidc.revoke(request.form.to_dict(flat=False), request.headers.get("Authorization"), ip=client_ip())
+    return make_response("", 200)
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
@@ -96,9 +123,22 @@ def userinfo() -> Response:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
-    elif request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+    elif request.method == "POST" and request.mimetype == FORM_MIMETYPE:
         token = request.form.get("access_token")
     return _json(services().oidc.userinfo(token))
+
+
+def respond(response: AuthorizationResponse) -> Response:
+    """Send an authorization response: a 302 (``query``) or an auto-submitting form
+    (``form_post``, OAuth 2.0 Form Post Response Mode §2) whose script carries the CSP nonce."""
+    if response.response_mode == "form_post":
+        return make_response(render_template("form_post.html", action=response.redirect_uri, params=response.params))
+    return redirect(response.url)
+
+
+def _require_form() -> None:
+    if request.mimetype != FORM_MIMETYPE:
+        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
 
 
 def _json(body: object, *, cache_seconds: int = 0) -> Response:

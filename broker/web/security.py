@@ -41,6 +41,10 @@ def install_security_headers(app: Flask, *, https: bool) -> None:
             "style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
         )
+        # The front-channel logout page frames the applications' logout URIs (their origins only).
+        frame_origins = g.get("csp_frame_src")
+        if frame_origins:
+            response.headers["Content-Security-Policy"] += "; frame-src " + " ".join(frame_origins)
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         # same-origin, not no-referrer: Flask-WTF checks the Referer of HTTPS form posts.
