@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import secrets
 from collections.abc import Callable
 
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.mfa import MfaError, TotpService
 from broker.sessions import SsoSession, SsoSessions
+from broker.state import StateStore
 from broker.subjects import Subjects
 from broker.throttle import Throttle
 from federation.errors import FederationError, FederationErrorCode
-from federation.identity import AssuranceLevel, AuthnContext
+from federation.identity import AssuranceLevel, AuthnContext, Identity
 from federation.organisations import Organisation, OrganisationRegistry
-from federation.sources import PasswordSource
+from federation.sources import CallbackSource, PasswordSource, UpstreamRequest
 
 GENERIC_FAILURE = "Enter a correct email address and password."
 MESSAGES = {
@@ -27,6 +29,9 @@ MESSAGES = {
     ),
 }
 UNAVAILABLE = "Sign-in for {organisation} is unavailable at the moment. Try again in a few minutes."
+UPSTREAM_FAILED = "We could not sign you in with your organisation's sign-in service. Try again."
+UPSTREAM_NAMESPACE = "upstream"
+UPSTREAM_TTL_SECONDS = 600
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 
@@ -42,6 +47,7 @@ class LoginService:
         audit: Callable[[AuditEvent], object],
         throttle: Throttle,
         totp: TotpService,
+        state: StateStore,
     ) -> None:
         self._registry = registry
         self._subjects = subjects
@@ -49,6 +55,7 @@ class LoginService:
         self._audit = audit
         self._throttle = throttle
         self.totp = totp
+        self._state = state
 
     def discover(self, email: str) -> Organisation:
         """Return the organisation that serves ``email``.
@@ -92,7 +99,9 @@ class LoginService:
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None
-        identity = organisation.enrich(identity)
+        return self._open_session(organisation.enrich(identity), source.id, ip=ip)
+
+    def _open_session(self, identity: Identity, source_id: str, *, ip: str | None) -> tuple[str, SsoSession]:
         subject_id = self._subjects.subject_for(identity.subject)
         cookie, session = self._sso.create(identity, subject_id)
         self._audit(
@@ -102,15 +111,68 @@ class LoginService:
                 actor=subject_id,
                 ip=ip,
                 details={
-                    "organisation": organisation.id,
-                    "source": source.id,
-                    "method": "pwd",
+                    "organisation": identity.organisation,
+                    "source": source_id,
+                    "methods": list(identity.authn.methods),
                     "assurance": identity.authn.assurance.name,
                     "sid": session.sid,
                 },
             )
         )
         return cookie, session
+
+    def upstream_sources(self) -> list[tuple[Organisation, CallbackSource]]:
+        """Return every (organisation, upstream source) people may choose to sign in with."""
+        return [
+            (org, source)
+            for org in self._registry.organisations.values()
+            for source in org.sources
+            if isinstance(source, CallbackSource)
+        ]
+
+    def start_upstream(self, source_id: str, request: UpstreamRequest, *, ip: str | None) -> tuple[str, str]:
+        """Begin a sign-in at an upstream identity provider; return (state key, redirect URL).
+
+        The state is kept server-side for ten minutes and can be taken once; the web layer
+        binds its key to the browser. Raises BrokerError(LOGIN_FAILED) if the source is unknown
+        or cannot start.
+        """
+        source = self._registry.source(source_id)
+        if not isinstance(source, CallbackSource):
+            raise BrokerError(BrokerErrorCode.LOGIN_FAILED, "That way of signing in is not available.")
+        try:
+            started = source.start(request)
+        except FederationError as exc:
+            self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
+            organisation = self._registry.get(source.organisation)
+            raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name if organisation else source.id)) from None
+        key = secrets.token_urlsafe(24)
+        self._state.add(UPSTREAM_NAMESPACE, key, {"source": source.id, "state": dict(started.state)}, UPSTREAM_TTL_SECONDS)
+        self._audit(AuditEvent("upstream_redirect", "success", ip=ip, details={"source": source.id}))
+        return key, started.url
+
+    def finish_upstream(self, source_id: str, key: str | None, params: dict[str, str], callback_url: str, *,
+                        ip: str | None) -> tuple[str, SsoSession]:
+        """Complete an upstream sign-in; return (session cookie value, the new session).
+
+        The kept state is taken once (a replayed or forged callback finds none). Raises
+        BrokerError(LOGIN_FAILED) with a message for the person; the audit log gets the reason.
+        """
+        taken = self._state.take(UPSTREAM_NAMESPACE, key) if key else None
+        source = self._registry.source(source_id)
+        if taken is None or taken.value is None or taken.value.get("source") != source_id or not isinstance(source, CallbackSource):
+            reason = "replayed callback" if taken is not None and taken.already_taken else "no sign-in in progress for this browser"
+            self._fail("", source.organisation if source else "", source_id, reason, ip)
+            raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Start again.")
+        try:
+            identity = source.finish(params, taken.value["state"], callback_url)
+        except FederationError as exc:
+            self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
+            raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
+        organisation = self._registry.get(identity.organisation)
+        if organisation is not None:
+            identity = organisation.enrich(identity)
+        return self._open_session(identity, source.id, ip=ip)
 
     def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
         """Check a TOTP or recovery code for the session's person and raise the session to AAL2.

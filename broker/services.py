@@ -13,6 +13,7 @@ from broker.audit import AuditEvent, AuditLog
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
+from broker.leavers import LeaverCheck
 from broker.login import LoginService
 from broker.mfa import TotpService
 from broker.throttle import Throttle, ThrottleLimits
@@ -23,6 +24,7 @@ from broker.state import RedisStateStore, SqlStateStore, StateStore
 from broker.storage.database import make_engine, make_session_factory, resolve_database_url
 from broker.storage.migrate import is_current
 from broker.subjects import Subjects
+from config.ldap_source import LdapSourceConfig
 from config.schema import Settings
 from federation.keys import MasterKey
 from federation.organisations import OrganisationRegistry
@@ -118,10 +120,18 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         organisation_name=organisation_name,
         code_lifetime=settings.broker.authorization_code_lifetime_seconds,
         default_alg=settings.broker.default_signing_alg,
-        access=MfaRequirement(
-            build_access_gate(settings, registry, audit),
-            organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
-            clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
+        access=LeaverCheck(
+            MfaRequirement(
+                build_access_gate(settings, registry, audit),
+                organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
+                clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
+            ),
+            registry,
+            lambda subject_id, reason: oidc.end_sessions_for_subject(subject_id, reason, actor="leaver-check"),
+            subject_for=subjects.subject_for,
+            audit=audit.append,
+            recheck_seconds={s.id: s.status_recheck_seconds for o in settings.organisations for s in o.sources
+                             if isinstance(s, LdapSourceConfig)},
         ),
     )
     return Services(
@@ -139,6 +149,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         login=LoginService(
             registry, subjects, sso, audit.append, Throttle(state, ThrottleLimits()),
             TotpService(db, master, state, issuer_name="London Supercloud"),
+            state,
         ),
         oidc=oidc,
     )

@@ -6,9 +6,11 @@ Each source states which capabilities it provides by implementing them; the brok
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
-from federation.identity import Identity
+from federation.identity import AssuranceLevel, Identity
 
 
 @runtime_checkable
@@ -48,5 +50,53 @@ class RefreshableSource(IdentitySource, Protocol):
 
         Raises FederationError(ACCOUNT_NOT_ACTIVE) for a leaver or a disabled account,
         SOURCE_UNAVAILABLE when the source cannot be reached.
+        """
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What the broker asks of an upstream identity provider for one sign-in.
+
+    ``callback_url`` is where the upstream must send the person back (our redirect URI or
+    assertion consumer service); ``min_assurance`` asks for at least that level (OIDC
+    ``acr_values``, SAML ``RequestedAuthnContext``); ``force_authn`` asks the upstream to
+    authenticate again (``prompt=login``, ``ForceAuthn``).
+    """
+
+    callback_url: str
+    login_hint: str | None = None
+    min_assurance: AssuranceLevel | None = None
+    force_authn: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamStart:
+    """Where to send the browser, and the state the broker keeps (server-side, single use,
+    bound to the browser) until the callback: nonce, PKCE verifier, request id ..."""
+
+    url: str
+    state: Mapping[str, Any]
+
+
+@runtime_checkable
+class CallbackSource(IdentitySource, Protocol):
+    """A source that signs people in elsewhere and sends them back (upstream OIDC or SAML)."""
+
+    @property
+    def display_name(self) -> str:
+        """What people choose on the organisation list, e.g. "NHS smartcard (CIS2)"."""
+        ...
+
+    def start(self, request: UpstreamRequest) -> UpstreamStart:
+        """Return the redirect to the upstream and the state to keep. Raises FederationError."""
+        ...
+
+    def finish(self, params: Mapping[str, str], state: Mapping[str, Any], callback_url: str) -> Identity:
+        """Validate the upstream's answer (``params``: the callback's query or form) against
+        ``state``; return the canonical identity.
+
+        Raises FederationError: INVALID_TOKEN for anything forged, replayed, expired or
+        mismatched; ACCOUNT_NOT_ACTIVE when the upstream refused the person; SOURCE_UNAVAILABLE.
         """
         ...

@@ -8,6 +8,7 @@ from broker.errors import BrokerError
 from broker.web.context import current_session, services, sso_cookie_name
 from broker.web.forms import EmailForm, PasswordForm
 from broker.web.security import client_ip
+from federation.sources import CallbackSource, PasswordSource
 
 bp = Blueprint("login", __name__)
 PENDING = "pending_authorization"
@@ -33,14 +34,24 @@ def start() -> Response | str:
         except BrokerError as exc:
             error_message = exc.message
         else:
-            session[EMAIL] = (form.email.data or "").strip()
+            email = (form.email.data or "").strip()
+            if not any(isinstance(s, PasswordSource) for s in organisation.sources):
+                upstream = next((s for s in organisation.sources if isinstance(s, CallbackSource)), None)
+                if upstream is not None:
+                    from broker.web.upstream_views import start as start_upstream
+
+                    return start_upstream(upstream.id, login_hint=email)
+            session[EMAIL] = email
             session["login_organisation"] = organisation.name
             return redirect(url_for("login.password"))
     elif not form.is_submitted() and session.get(EMAIL):
         form.email.data = session[EMAIL]
     status = 400 if form.errors or error_message else 200
     return make_response(
-        render_template("login_email.html", title="Sign in", form=form, error_message=error_message, application=_application_name()),
+        render_template(
+            "login_email.html", title="Sign in", form=form, error_message=error_message,
+            application=_application_name(), upstream_choice=bool(services().login.upstream_sources()),
+        ),
         status,
     )
 

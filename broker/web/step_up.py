@@ -8,9 +8,10 @@ from flask import Response, redirect, session, url_for
 
 from broker.access import StepUpRequired
 from broker.oidc.authorization import AuthorizationRequest
-from broker.web.context import services
+from broker.web.context import current_session, services
 from broker.web.login_views import PENDING
 from federation.identity import AssuranceLevel
+from federation.sources import CallbackSource
 
 PENDING_NAMESPACE = "authreq"
 PENDING_TTL_SECONDS = 1800
@@ -25,11 +26,18 @@ def park(authz: AuthorizationRequest) -> None:
 
 
 def step_up(authz: AuthorizationRequest, exc: StepUpRequired) -> Response:
-    """Park ``authz`` and send the person to the second-factor page; re-raise what TOTP cannot meet.
+    """Park ``authz`` and send the person where they can reach the level asked for.
 
-    TOTP reaches AAL2; an AAL3 obligation needs a hardware authenticator (NHS smartcard)
+    People who signed in at an upstream go back to it asking for the level; others use
+    TOTP, which reaches AAL2; an AAL3 obligation for them needs a hardware authenticator
     from an upstream, so it is shown as it is.
     """
+    sso = current_session()
+    source = services().registry.source(sso.identity.authn.source) if sso else None
+    if isinstance(source, CallbackSource):
+        # People from an upstream step up there (OIDC acr_values, SAML RequestedAuthnContext).
+        park(authz)
+        return redirect(url_for("upstream.step_up", source_id=source.id, min_assurance=int(exc.minimum)))
     if exc.minimum > AssuranceLevel.AAL2:
         raise exc
     park(authz)
