@@ -92,16 +92,33 @@ def keys_init(ctx: click.Context) -> None:
 
 
 @keys_group.command("rotate")
-@click.option("--alg", type=click.Choice(["ES256", "RS256"]), required=True)
+@click.option("--alg", type=click.Choice(["ES256", "RS256"]), help="the algorithm to rotate (with --if-due: default all)")
+@click.option("--if-due", "if_due", is_flag=True, help="rotate only keys that have signed longer than --max-age-days (for cron)")
+@click.option("--max-age-days", type=click.IntRange(1, 3650), default=90, show_default=True,
+              envvar="SUPERCLOUD_KEY_MAX_AGE_DAYS", help="the longest a key signs before --if-due rotates it")
 @click.pass_context
-def keys_rotate(ctx: click.Context, alg: str) -> None:
+def keys_rotate(ctx: click.Context, alg: str | None, if_due: bool, max_age_days: int) -> None:
     """Promote the next key to current; the old current stays published as previous."""
+    import datetime as dt
+
     from broker.audit import AuditEvent
 
     services = _services(ctx)
-    kid = _guard(lambda: services.keyring.rotate(alg))  # type: ignore[arg-type]
-    services.audit.append(AuditEvent("keys_rotated", "success", actor="cli", details={"alg": alg, "current": kid}))
-    click.echo(f"{alg}: current key is now {kid}")
+    if not if_due:
+        if alg is None:
+            raise click.UsageError("--alg is required unless --if-due is given")
+        kid = _guard(lambda: services.keyring.rotate(alg))  # type: ignore[arg-type]
+        services.audit.append(AuditEvent("keys_rotated", "success", actor="cli", details={"alg": alg, "current": kid}))
+        click.echo(f"{alg}: current key is now {kid}")
+        return
+    for name in [alg] if alg else ["ES256", "RS256"]:
+        rotated = _guard(lambda: services.keyring.rotate_if_due(name, dt.timedelta(days=max_age_days)))  # type: ignore[arg-type]
+        if rotated is None:
+            click.echo(f"{name}: not due (max age {max_age_days} days)")
+            continue
+        services.audit.append(AuditEvent("keys_rotated", "success", actor="schedule",
+                                         details={"alg": name, "current": rotated, "max_age_days": max_age_days}))
+        click.echo(f"{name}: current key is now {rotated}")
 
 
 @cli.group("clients")

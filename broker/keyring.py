@@ -7,6 +7,7 @@ published, so tokens it signed keep verifying).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
@@ -64,6 +65,20 @@ class KeyRing:
             promoted = rows["next"].kid
         self._loaded_at = 0.0
         return promoted
+
+    def rotate_if_due(self, alg: SigningAlg, max_age: dt.timedelta) -> str | None:
+        """Rotate ``alg`` if its current key has signed for longer than ``max_age``; return the
+        new current kid, or None if not yet due. Raises BrokerError(NOT_INITIALISED) if no keys."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(SigningKeyRow).where(SigningKeyRow.alg == alg, SigningKeyRow.status == "current")
+            ).scalar_one_or_none()
+        if row is None:
+            raise BrokerError(BrokerErrorCode.NOT_INITIALISED, f"no {alg} keys: run 'supercloud keys init'")
+        since = row.activated_at or row.created_at
+        if utcnow() - since < max_age:
+            return None
+        return self.rotate(alg)
 
     def current(self, alg: SigningAlg) -> SigningKey:
         """Return the key that signs for ``alg``. Raises BrokerError(NOT_INITIALISED) if none."""
