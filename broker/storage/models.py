@@ -221,3 +221,26 @@ class PolicyDecisionRow(Base):
     allowed: Mapped[bool] = mapped_column(Boolean)
     policy_ids: Mapped[str] = mapped_column(Text)  # JSON list
     request: Mapped[str] = mapped_column(Text)  # compact JSON, see broker.decision_log
+
+
+class MfaCredentialRow(Base):
+    """A person's confirmed second factor (TOTP), its secret encrypted under the master key."""
+
+    __tablename__ = "mfa_credentials"
+    __table_args__ = (UniqueConstraint("subject_id", "kind", name="uq_mfa_credentials_subject_kind"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # totp
+    encrypted_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class RecoveryCodeRow(Base):
+    """A one-time recovery code, stored only as a keyed hash."""
+
+    __tablename__ = "mfa_recovery_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
