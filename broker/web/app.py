@@ -8,7 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 from govuk_frontend_wtf.main import WTFormsHelpers
 
 from broker.services import Services, build_services
-from broker.web import login_views, logout_views, oidc_views
+from broker.web import login_views, logout_views, mfa_views, oidc_views, upstream_views
 from broker.web.errors import install_error_handlers
 from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
 from config.schema import Settings
@@ -52,10 +52,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     app.register_blueprint(login_views.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(logout_views.bp)
+    app.register_blueprint(mfa_views.bp)
+    app.register_blueprint(upstream_views.bp)
     # Machine-to-machine endpoints authenticate the client instead of a browser session.
     csrf.exempt(oidc_views.token)
     csrf.exempt(oidc_views.userinfo)
     csrf.exempt(oidc_views.authorize)
+    # An upstream's answer is bound to the browser by the kept state, not a form token.
+    csrf.exempt(upstream_views.callback)
     csrf.exempt(oidc_views.introspect)
     csrf.exempt(oidc_views.revoke)
     csrf.exempt(logout_views.end_session)
