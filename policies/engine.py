@@ -2,16 +2,24 @@
 
 ``PolicyEngine(compiled, environment)`` turns the environment (organisations, Section 75
 agreements, teams, services) into Cedar entities once; ``decide(request)`` adds only
-the person (and record) per request and evaluates the pre-parsed policy set. ``decide``
+the person (and record) per request and evaluates the pre-parsed policies. ``decide``
 is a pure function of the engine and the request; once it has a Request, any error yields a
 deny that names the error (fail closed). Cedar's semantics hold: default deny, and a
 matching forbid overrides every permit.
+
+By default (``partitioned=True``) each question goes to Cedar with only the policies
+whose scope can apply to its action and service (``policies.partition``) and only the
+entities it can reach (``policies.entities``); both leave every answer unchanged (the
+tests compare the two paths on many requests) and keep a decision's cost independent of
+the size of the bundle and of London. ``partitioned=False`` evaluates the whole policy
+set against the whole environment, as a reference.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cedarpy
@@ -28,7 +36,9 @@ from policies.model import (
     Obligation,
     Request,
 )
+from policies.entities import EntityGraph, literals_read
 from policies.obligations import Outcome, find_obligations
+from policies.partition import PolicyIndex
 from policies.references import mentions_variable
 from policies.release import decide_release
 
@@ -80,8 +90,12 @@ def environment_entities(environment: Environment) -> list[dict[str, Any]]:
 class PolicyEngine:
     """Evaluates one compiled bundle against one environment; immutable and thread-safe."""
 
-    def __init__(self, compiled: CompiledBundle, environment: Environment) -> None:
-        """Build the engine. Raises PolicyError(ENVIRONMENT_INVALID) listing every problem."""
+    def __init__(self, compiled: CompiledBundle, environment: Environment, *, partitioned: bool = True) -> None:
+        """Build the engine. Raises PolicyError(ENVIRONMENT_INVALID) listing every problem.
+
+        ``partitioned=False`` evaluates every policy against the whole environment for
+        every question (the reference path; slower, same answers).
+        """
         problems = environment.problems()
         if problems:
             raise PolicyError(PolicyErrorCode.ENVIRONMENT_INVALID, "invalid environment", problems)
@@ -93,14 +107,18 @@ class PolicyEngine:
         self._release_cache: dict[tuple[str, str], Outcome] | None = (
             None if _release_depends_on_person(compiled) else {}
         )
+        self._partitioned = partitioned
+        entities = environment_entities(environment)
         try:
-            self._base = cedarpy.Entities.from_json_str(
-                json.dumps(environment_entities(environment)), compiled.schema
-            )
+            self._base = cedarpy.Entities.from_json_str(json.dumps(entities), compiled.schema)
         except ValueError as error:
             raise PolicyError(
                 PolicyErrorCode.ENVIRONMENT_INVALID, "the environment does not fit the schema", [str(error)]
             ) from error
+        self._index = PolicyIndex(compiled)
+        self._cedar_names = {f"policy{i}": pid for i, pid in enumerate(compiled.policies)}
+        literals = set().union(*(literals_read(p.est) for p in compiled.policies.values()))
+        self._graph = EntityGraph(entities, literals, compiled.schema)
 
     @property
     def compiled(self) -> CompiledBundle:
@@ -154,7 +172,7 @@ class PolicyEngine:
             return self._failed(request, list(current.errors), policy_ids=current.policy_ids)
         if not current.allowed:
             obligations = find_obligations(
-                lambda level, glass: self.evaluate(request, level, glass), person.assurance, grant_active
+                self._what_if(request, person.assurance, grant_active, current), person.assurance, grant_active
             )
             return Decision(
                 request=request,
@@ -167,7 +185,7 @@ class PolicyEngine:
             )
         obligations_list: list[Obligation] = []
         if grant_active and grant is not None:
-            without = self.evaluate(request, person.assurance, False)
+            without = self._what_if(request, person.assurance, True, current)(person.assurance, False)
             if not without.clean_permit:
                 obligations_list.append(
                     BreakGlassAlert(
@@ -198,6 +216,29 @@ class PolicyEngine:
             withheld=withheld,
             break_glass_active=grant_active,
         )
+
+    def _what_if(
+        self, request: Request, assurance: int, break_glass: bool, current: Outcome
+    ) -> Callable[[int, bool], Outcome]:
+        """Return evaluate(level, glass) for this request, skipping questions whose answer cannot differ.
+
+        When no policy that may apply reads the assurance (or break glass), the answer at
+        another level (or grant) is the answer already known, so Cedar is not asked again.
+        """
+        if self._partitioned:
+            scope = self._index.slice(request.action, request.service)
+            reads_assurance, reads_glass = scope.reads_assurance, scope.reads_break_glass
+        else:
+            reads_assurance = reads_glass = True
+        known: dict[tuple[int, bool], Outcome] = {(assurance, break_glass): current}
+
+        def evaluate(level: int, glass: bool) -> Outcome:
+            key = (level if reads_assurance else assurance, glass if reads_glass else break_glass)
+            if key not in known:
+                known[key] = self.evaluate(request, *key)
+            return known[key]
+
+        return evaluate
 
     def _unknown_references(self, request: Request) -> list[str]:
         problems: list[str] = []
@@ -253,11 +294,27 @@ class PolicyEngine:
                 }
             )
         try:
-            return self._base.with_added_json_str(json.dumps(delta), self._compiled.schema)
+            if not self._partitioned:
+                return self._base.with_added_json_str(json.dumps(delta), self._compiled.schema)
+            starts = [(names.TEAM, parent["id"]) for parent in delta[0]["parents"]]
+            if request.record is not None:
+                starts.append((names.ORGANISATION, request.record.home_borough))
+            return self._graph.entities(delta[0], person.organisation, starts, delta[1:])
         except ValueError as error:
             raise PolicyError(
                 PolicyErrorCode.INVALID_INPUT, "the person does not fit the schema", [str(error)]
             ) from error
+
+    def policy_set(self, action: str, service: str) -> cedarpy.PolicySet:
+        """Return the policies Cedar is given for ``action`` on ``service`` (all of them when not partitioned)."""
+        return self._policies(action, service)[0]
+
+    def _policies(self, action: str, service: str) -> tuple[cedarpy.PolicySet, Mapping[str, str]]:
+        """Return the policy set for ``action`` on ``service`` and the @id behind each of Cedar's names."""
+        if not self._partitioned:
+            return self._compiled.policy_set, self._cedar_names
+        found = self._index.slice(action, service)
+        return found.policy_set, found.cedar_names
 
     def _cedar_request(self, request: Request, action: str, context: dict[str, Any]) -> dict[str, Any]:
         if request.record is not None:
@@ -282,13 +339,14 @@ class PolicyEngine:
         """
         if entities is None:
             entities = self.person_entities(request, assurance, break_glass)
+        policies, cedar_names = self._policies(request.action, request.service)
         result = cedarpy.is_authorized(
             self._cedar_request(request, request.action, {}),
-            self._compiled.policy_set,
+            policies,
             entities,
             self._compiled.schema,
         )
-        return _outcome(result)
+        return _outcome(result, cedar_names)
 
     def _evaluate_release(
         self, request: Request, entities: cedarpy.Entities, attributes: Sequence[str]
@@ -311,10 +369,11 @@ class PolicyEngine:
             }
             for attribute in missing
         ]
+        policies, cedar_names = self._policies(RELEASE_ACTION, request.service)
         results = cedarpy.is_authorized_batch(
-            cedar_requests, self._compiled.policy_set, entities, self._compiled.schema
+            cedar_requests, policies, entities, self._compiled.schema
         ) if cedar_requests else []
-        fresh = {a: _outcome(r) for a, r in zip(missing, results, strict=True)}
+        fresh = {a: _outcome(r, cedar_names) for a, r in zip(missing, results, strict=True)}
         if cache is None:
             return [fresh[a] for a in attributes]
         if len(cache) < _RELEASE_CACHE_LIMIT:
@@ -354,11 +413,17 @@ def _release_depends_on_person(compiled: CompiledBundle) -> bool:
     return False
 
 
-def _outcome(result: cedarpy.AuthzResult) -> Outcome:
+_CEDAR_NAME = re.compile(r"`(policy\d+)`")
+
+
+def _outcome(result: cedarpy.AuthzResult, cedar_names: Mapping[str, str]) -> Outcome:
+    """Return the Outcome of one Cedar answer; errors name policies by @id, not Cedar's positional names."""
     diagnostics = result.diagnostics
     by_reason = diagnostics.id_annotations_by_reason
     policy_ids = tuple(sorted(by_reason.get(r, r) for r in diagnostics.reasons))
-    errors = tuple(str(e) for e in diagnostics.errors)
+    errors = tuple(
+        _CEDAR_NAME.sub(lambda m: f"`{cedar_names.get(m.group(1), m.group(1))}`", str(e)) for e in diagnostics.errors
+    )
     return Outcome(allowed=result.allowed, policy_ids=policy_ids, errors=errors)
 
 
