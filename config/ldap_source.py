@@ -111,6 +111,12 @@ class LdapSourceConfig(BaseModel):
         default=None, description="Default: in_chain (active_directory), recursive (ldap)"
     )
     group_max_depth: int = Field(default=10, ge=1, le=64, description="Nesting depth for recursive expansion")
+    status_recheck_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="SSO reuse and token refresh re-read the account (leavers) at most this often; 0: every time",
+    )
     min_failure_seconds: float = Field(
         default=0.25,
         ge=0,
