@@ -149,6 +149,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         login=LoginService(
             registry, subjects, sso, audit.append, Throttle(state, ThrottleLimits()),
             TotpService(db, master, state, issuer_name="London Supercloud"),
+            state,
         ),
         oidc=oidc,
     )
