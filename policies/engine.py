@@ -159,6 +159,36 @@ class PolicyEngine:
         except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
             return self._failed(request, [f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}"])
 
+    def outcome(self, request: Request) -> Outcome:
+        """Return only the effect of ``decide(request)``: permitted?, the deciding @ids and any errors.
+
+        The same answer as ``decide`` without looking for obligations or deciding
+        attribute release (what replay compares). Fails closed like ``decide``; raises
+        PolicyError(INVALID_INPUT) only when ``request`` is not a Request.
+        """
+        if not isinstance(request, Request):
+            raise PolicyError(
+                PolicyErrorCode.INVALID_INPUT,
+                f"outcome() needs a policies.model.Request, not {type(request).__name__}",
+            )
+        try:
+            unknown = self._unknown_references(request)
+            if unknown:
+                return Outcome(allowed=False, policy_ids=(), errors=tuple(unknown))
+            person = request.person
+            grant = person.break_glass
+            current = self.evaluate(request, person.assurance, grant is not None and grant.active_at(request.now))
+            if current.errors:
+                return Outcome(allowed=False, policy_ids=current.policy_ids, errors=current.errors)
+            return current
+        except PolicyError as error:
+            return Outcome(allowed=False, policy_ids=(), errors=(f"{error.code.value}: {error.detail}", *error.problems))
+        except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
+            return Outcome(
+                allowed=False, policy_ids=(),
+                errors=(f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}",),
+            )
+
     def _decide(self, request: Request) -> Decision:
         person = request.person
         unknown = self._unknown_references(request)

@@ -159,3 +159,12 @@ def test_a_bundle_without_any_applicable_policy_default_denies(london: CompiledB
     decision = engine.decide(Request(person, "read", "admissions", NOW, record=RecordRef("r", "camden")))
     assert not decision.allowed and decision.policy_ids == () and decision.errors == ()
     assert engine.policy_set("read", "admissions") is not None
+
+
+def test_outcome_is_the_effect_of_decide(odd: CompiledBundle) -> None:
+    engine = PolicyEngine(odd, odd.tests.environment)
+    for request in random_requests(odd, 300, seed=3):
+        decision, outcome = engine.decide(request), engine.outcome(request)
+        assert (outcome.allowed, outcome.policy_ids, outcome.errors) == (
+            decision.allowed, decision.policy_ids, decision.errors
+        )
