@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ldap_source import LdapSourceConfig
+from config.oidc_source import OidcSourceConfig
 from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -79,8 +80,9 @@ class StaticSourceConfig(_Model):
     users_file: Path
 
 
-#: One identity source of an organisation, chosen by its ``type`` (static, ldap, active_directory).
-SourceConfig = Annotated[StaticSourceConfig | LdapSourceConfig, Field(discriminator="type")]
+#: One identity source of an organisation, chosen by its ``type`` (static, ldap, active_directory,
+#: oidc, nhs_cis2).
+SourceConfig = Annotated[StaticSourceConfig | LdapSourceConfig | OidcSourceConfig, Field(discriminator="type")]
 
 
 class TeamConfig(_Model):
