@@ -9,7 +9,8 @@ fulfil before asking again).
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from broker.errors import BrokerError, BrokerErrorCode
 from federation.identity import AssuranceLevel, Identity
@@ -22,6 +23,7 @@ class AccessGrant:
 
     released: frozenset[str] | None
     policy_ids: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class AccessDenied(BrokerError):
@@ -33,7 +35,11 @@ class AccessDenied(BrokerError):
         self.reasons = reasons
 
 
-class StepUpRequired(BrokerError):
+class ObligationPending(BrokerError):
+    """Raised when access would be permitted once the person fulfils an obligation."""
+
+
+class StepUpRequired(ObligationPending):
     """Raised when a permit exists only at a higher assurance level than the person has now."""
 
     def __init__(self, minimum: AssuranceLevel, service_name: str) -> None:
@@ -43,6 +49,20 @@ class StepUpRequired(BrokerError):
             status=403,
         )
         self.minimum = minimum
+
+
+class BreakGlassNeeded(ObligationPending):
+    """Raised when a permit exists only under emergency access (break-glass)."""
+
+    def __init__(self, service_id: str, service_name: str, *, policy_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            BrokerErrorCode.ACCESS_DENIED,
+            f"You can open {service_name} only under emergency access.",
+            status=403,
+        )
+        self.service_id = service_id
+        self.service_name = service_name
+        self.policy_ids = policy_ids
 
 
 class AccessGate(Protocol):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from broker.access import AccessDenied, AccessGrant, StepUpRequired
+from broker.access import AccessDenied, AccessGrant, BreakGlassNeeded, StepUpRequired
 from config.schema import Settings
 from federation.identity import AssuranceLevel, Identity
 from federation.organisations import OrganisationRegistry
+from broker.break_glass import Grant
 from policies import (
+    BreakGlassAlert,
     BreakGlassRequired,
     Decision,
     Environment,
@@ -46,7 +48,6 @@ CLAIM_ATTRIBUTE: dict[str, str] = {
     "groups": "groups",
 }
 DENIED = "You do not have access to {service}. If you need it, ask your manager or information governance team."
-BREAK_GLASS = "You can reach {service} only under emergency access, which is not available here yet."
 
 
 def environment_from_settings(settings: Settings) -> Environment:
@@ -89,22 +90,31 @@ class PolicyAccess:
         registry: OrganisationRegistry,
         service_of: Callable[[str], str],
         record: Callable[[Decision], object] | None = None,
+        break_glass: Callable[[str, str], Grant | None] | None = None,
     ) -> None:
         self._engine = engine
         self._registry = registry
         self._service_of = service_of
         self._record = record
+        self._break_glass = break_glass
 
     def check(self, identity: Identity, client_id: str, service_name: str) -> AccessGrant:
         """See ``AccessGate.check``. Fails closed: any error in the engine denies."""
         organisation = self._registry.get(identity.organisation)
+        service = self._service_of(client_id)
+        person_key = f"{identity.subject.issuer}|{identity.subject.subject}"
+        grant = self._break_glass(person_key, service) if self._break_glass else None
         try:
-            person = person_from_identity_json(identity.to_json(), organisation_kind=organisation.kind if organisation else "unknown")
+            person = person_from_identity_json(
+                identity.to_json(),
+                organisation_kind=organisation.kind if organisation else "unknown",
+                break_glass=grant.for_policy() if grant else None,
+            )
             decision = self._engine().decide(
                 Request(
                     person,
                     "sign_in",
-                    self._service_of(client_id),
+                    service,
                     dt.datetime.now(dt.UTC),
                     requested_attributes=tuple(sorted(set(CLAIM_ATTRIBUTE.values()))),
                 )
@@ -118,10 +128,12 @@ class PolicyAccess:
             return AccessGrant(
                 released=frozenset(claim for claim, attribute in CLAIM_ATTRIBUTE.items() if attribute in released),
                 policy_ids=decision.policy_ids,
+                claims={"break_glass": grant.claim()} if grant and any(
+                    isinstance(o, BreakGlassAlert) for o in decision.obligations) else {},
             )
         for obligation in decision.obligations:
             if isinstance(obligation, StepUp):
                 raise StepUpRequired(AssuranceLevel(obligation.min_assurance), service_name)
         if any(isinstance(o, BreakGlassRequired) for o in decision.obligations):
-            raise AccessDenied(BREAK_GLASS.format(service=service_name), policy_ids=decision.policy_ids)
+            raise BreakGlassNeeded(service, service_name, policy_ids=decision.policy_ids)
         raise AccessDenied(DENIED.format(service=service_name), policy_ids=decision.policy_ids, reasons=tuple(decision.errors))

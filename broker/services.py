@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.access import AccessGate, MfaRequirement, OpenAccess
 from broker.audit import AuditEvent, AuditLog
+from broker.break_glass import BreakGlassService
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
@@ -49,6 +50,7 @@ class Services:
     registry: OrganisationRegistry
     login: LoginService
     oidc: OidcProvider
+    break_glass: BreakGlassService
 
 
 def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], MasterKey]:
@@ -58,7 +60,9 @@ def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], Ma
     return engine, make_session_factory(engine), master
 
 
-def build_access_gate(settings: Settings, registry: OrganisationRegistry, audit: AuditLog) -> AccessGate:
+def build_access_gate(
+    settings: Settings, registry: OrganisationRegistry, audit: AuditLog, break_glass: BreakGlassService
+) -> AccessGate:
     """Return the Cedar policy gate when a bundle is configured, else ``OpenAccess``.
 
     The bundle is compiled once here. Raises PolicyError (every problem listed) if it is invalid.
@@ -76,7 +80,10 @@ def build_access_gate(settings: Settings, registry: OrganisationRegistry, audit:
                                          "policy_ids": list(decision.policy_ids), "released": list(decision.released),
                                          "obligations": [o.to_json() for o in decision.obligations]}))
 
-    return PolicyAccess(lambda: engine, registry, lambda client_id: services_by_client.get(client_id, client_id), record)
+    return PolicyAccess(
+        lambda: engine, registry, lambda client_id: services_by_client.get(client_id, client_id), record,
+        break_glass=lambda person, service: break_glass.active(person, service),
+    )
 
 
 def build_services(settings: Settings, *, require_schema: bool = True) -> Services:
@@ -95,6 +102,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
     subjects = Subjects(db)
     sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
     registry = build_registry(settings)
+    break_glass = BreakGlassService(db, audit.append)
     endpoints = Endpoints(settings.broker.issuer)
     minter = TokenMinter(
         db,
@@ -122,7 +130,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         default_alg=settings.broker.default_signing_alg,
         access=LeaverCheck(
             MfaRequirement(
-                build_access_gate(settings, registry, audit),
+                build_access_gate(settings, registry, audit, break_glass),
                 organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
                 clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
             ),
@@ -152,4 +160,5 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
             state,
         ),
         oidc=oidc,
+        break_glass=break_glass,
     )

@@ -68,6 +68,7 @@ def policy_settings(settings_factory):  # type: ignore[no-untyped-def]
     document["applications"] = [
         {**base, "client_id": "discharge-hub", "service": "discharge-hub"},
         {**base, "client_id": "admissions-portal", "name": "London Admissions", "service": "admissions"},
+        {**base, "client_id": "case-records-app", "name": "Social Care Case Records", "service": "case-records"},
     ]
     return load_settings(settings_factory.write(document))
 

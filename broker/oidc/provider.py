@@ -353,9 +353,9 @@ _PROTOCOL_CLAIMS = frozenset({"sub"})
 
 def _released(claims: dict[str, Any], grant: AccessGrant) -> dict[str, Any]:
     """Return only the claims whose attribute the access grant releases (all if unrestricted)."""
-    if grant.released is None:
-        return claims
-    return {k: v for k, v in claims.items() if k in grant.released or k in _PROTOCOL_CLAIMS}
+    if grant.released is not None:
+        claims = {k: v for k, v in claims.items() if k in grant.released or k in _PROTOCOL_CLAIMS}
+    return {**claims, **grant.claims}  # claims the grant itself adds, e.g. a break-glass reference
 
 
 __all__ = ["Endpoints", "OidcProvider", "redirect_with"]

@@ -244,3 +244,36 @@ class RecoveryCodeRow(Base):
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BreakGlassGrantRow(Base):
+    """An emergency-access grant: who, which service, why, for how long, and its review."""
+
+    __tablename__ = "break_glass_grants"
+    __table_args__ = (Index("ix_break_glass_grants_person_service", "person", "service"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    person: Mapped[str] = mapped_column(String(512))  # the identity's issuer|subject
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    organisation: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(128))
+    reason_code: Mapped[str] = mapped_column(String(2))
+    justification: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    review_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    review_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PrivacyAlertRow(Base):
+    """An alert to an organisation's privacy officer: a reference only, no person or patient detail."""
+
+    __tablename__ = "privacy_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation: Mapped[str] = mapped_column(String(64), index=True)
+    reference: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

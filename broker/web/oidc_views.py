@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, session, url_for
 
-from broker.access import StepUpRequired
-from broker.access import StepUpRequired
+from broker.access import ObligationPending
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode, OAuthError
 from broker.oidc.authorization import AuthorizationError, AuthorizationRequest, AuthorizationResponse
@@ -14,7 +13,6 @@ from broker.sessions import SsoSession
 from broker.web.context import current_session, services
 from broker.web.login_views import PENDING
 from broker.web.security import client_ip
-from broker.web.step_up import step_up
 from broker.web.step_up import PENDING_NAMESPACE, park, step_up
 
 bp = Blueprint("oidc", __name__)
@@ -62,7 +60,7 @@ def authorize() -> Response:
     if sso is not None and not provider.needs_login(authz, sso):
         try:
             return respond(provider.issue_code(authz, sso, ip=client_ip()))
-        except StepUpRequired as exc:
+        except ObligationPending as exc:
             return step_up(authz, exc)
     if "none" in authz.prompt:
         services().audit.append(
@@ -89,7 +87,7 @@ def resume() -> Response:
     authz = AuthorizationRequest.from_json(taken.value)
     try:
         return respond(services().oidc.issue_code(authz, sso, ip=client_ip()))
-    except StepUpRequired as exc:
+    except ObligationPending as exc:
         return step_up(authz, exc)
 
 

@@ -6,7 +6,7 @@ import secrets
 
 from flask import Response, redirect, session, url_for
 
-from broker.access import StepUpRequired
+from broker.access import BreakGlassNeeded, ObligationPending, StepUpRequired
 from broker.oidc.authorization import AuthorizationRequest
 from broker.web.context import current_session, services
 from broker.web.login_views import PENDING
@@ -16,6 +16,7 @@ from federation.sources import CallbackSource
 PENDING_NAMESPACE = "authreq"
 PENDING_TTL_SECONDS = 1800
 STEP_UP = "step_up"
+BREAK_GLASS = "break_glass"
 
 
 def park(authz: AuthorizationRequest) -> None:
@@ -25,13 +26,19 @@ def park(authz: AuthorizationRequest) -> None:
     session[PENDING] = {"key": key, "client_id": authz.client_id}
 
 
-def step_up(authz: AuthorizationRequest, exc: StepUpRequired) -> Response:
+def step_up(authz: AuthorizationRequest, exc: ObligationPending) -> Response:
     """Park ``authz`` and send the person where they can reach the level asked for.
 
     People who signed in at an upstream go back to it asking for the level; others use
     TOTP, which reaches AAL2; an AAL3 obligation for them needs a hardware authenticator
     from an upstream, so it is shown as it is.
     """
+    if isinstance(exc, BreakGlassNeeded):
+        park(authz)
+        session[BREAK_GLASS] = {"service": exc.service_id, "name": exc.service_name}
+        return redirect(url_for("break_glass.request_access"))
+    if not isinstance(exc, StepUpRequired):
+        raise exc
     sso = current_session()
     source = services().registry.source(sso.identity.authn.source) if sso else None
     if isinstance(source, CallbackSource):
