@@ -212,6 +212,7 @@ def _guard(action):  # type: ignore[no-untyped-def]
 
 
 import broker.cli_policy  # noqa: E402,F401  (registers the 'supercloud policy' group)
+import broker.cli_access  # noqa: E402,F401  (registers the break-glass and mfa groups)
 
 
 def main() -> None:

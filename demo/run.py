@@ -26,6 +26,9 @@ PERSONAS = [
     ("sam.leaver@camden.test", "Camden leaver (disabled: sign-in refused)"),
     ("priya.shah@camden.test", "Camden account that must change its password"),
     ("lee.locked@camden.test", "Camden locked account"),
+    ("ada.mensah@nhs.test", "NHS consultant (R8000)"),
+    ("ben.carter@nhs.test", "NHS nurse (R8001)"),
+    ("grace.obi@nhs.test", "NHS privacy officer (R0001, B0015)"),
 ]
 DEMO_PASSWORD = "london-demo"
 
