@@ -133,7 +133,7 @@ class LeaverCheck:
         """Audit the failed re-check, end the sessions of a leaver; return the AccessDenied to raise."""
         subject_id = self._subject_for(identity.subject)
         details: dict[str, object] = {"source": source.id, "organisation": identity.organisation,
-                                      "code": exc.code.value, "reason": exc.reason}
+                                      "status": exc.code.value, "reason": exc.reason}
         if exc.code is FederationErrorCode.ACCOUNT_NOT_ACTIVE:
             self.forget(identity.subject)
             ended = self._end_sessions(subject_id, f"leaver: {exc.reason}"[:200])

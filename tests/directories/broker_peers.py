@@ -227,6 +227,10 @@ class TcpRelay:
     def stop(self) -> None:
         """Stop relaying: refuse new connections and reset the open ones. Returns None."""
         self._stopped.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
