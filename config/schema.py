@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from config.ldap_source import LdapSourceConfig
 from config.oidc_source import OidcSourceConfig
+from config.saml_source import SamlSourceConfig
 from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -81,8 +82,10 @@ class StaticSourceConfig(_Model):
 
 
 #: One identity source of an organisation, chosen by its ``type`` (static, ldap, active_directory,
-#: oidc, nhs_cis2).
-SourceConfig = Annotated[StaticSourceConfig | LdapSourceConfig | OidcSourceConfig, Field(discriminator="type")]
+#: oidc, nhs_cis2, saml).
+SourceConfig = Annotated[
+    StaticSourceConfig | LdapSourceConfig | OidcSourceConfig | SamlSourceConfig, Field(discriminator="type")
+]
 
 
 class TeamConfig(_Model):
