@@ -101,7 +101,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
     clients = ClientRegistry(db, master)
     subjects = Subjects(db)
     sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
-    registry = build_registry(settings)
+    registry = build_registry(settings, signing_keys=keyring, replay_cache=state)
     break_glass = BreakGlassService(db, audit.append)
     endpoints = Endpoints(settings.broker.issuer)
     minter = TokenMinter(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from jose import jwk, jws, jwt
@@ -90,12 +90,14 @@ def verify(
     typ: str | None = None,
     access_token: str | None = None,
     leeway_seconds: int = 30,
+    algorithms: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Return the claims of ``token`` after checking signature, ``iss``, ``aud``, ``exp``/``nbf``/``iat``.
 
     The key is chosen from ``keys`` by the header's ``kid`` and must be of the header's
     algorithm. With ``typ``, the header's ``typ`` must match (RFC 8725 §3.11). With
-    ``access_token``, an ID token's ``at_hash`` must match it (OIDC Core §3.1.3.8).
+    ``access_token``, an ID token's ``at_hash`` must match it (OIDC Core §3.1.3.8). With
+    ``algorithms``, the header's algorithm must also be one of them (a per-peer allowlist).
     Raises FederationError(INVALID_TOKEN) with the reason.
     """
     try:
@@ -103,7 +105,7 @@ def verify(
     except JOSEError:
         raise FederationError(FederationErrorCode.INVALID_TOKEN, "malformed token") from None
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGS:
+    if alg not in ALLOWED_ALGS or (algorithms is not None and alg not in algorithms):
         raise FederationError(FederationErrorCode.INVALID_TOKEN, f"algorithm {alg!r} is not allowed")
     if typ is not None and str(header.get("typ", "")).lower() != typ.lower():
         raise FederationError(FederationErrorCode.INVALID_TOKEN, "unexpected token type")
@@ -126,3 +128,51 @@ def verify(
         )
     except JOSEError as exc:
         raise FederationError(FederationErrorCode.INVALID_TOKEN, str(exc)) from None
+
+
+def unverified_kid(token: str) -> str | None:
+    """Return the ``kid`` named in ``token``'s header, unverified (only to choose a pinned key
+    or decide to refresh a key set), or None if the token is malformed or names none."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except JOSEError:
+        return None
+    return kid if isinstance(kid, str) and kid else None
+
+
+def verification_keys_from_jwks(jwks: Mapping[str, Any], allowed_algs: Collection[str]) -> dict[str, VerificationKey]:
+    """Return a peer's public keys (a JWK Set, RFC 7517 §5, fetched from its ``jwks_uri``) by kid.
+
+    Each key is pinned to one algorithm: its ``alg``, else the natural one for its type
+    (RSA → RS256, EC P-256 → ES256); keys whose algorithm is not in ``allowed_algs`` (and
+    ``ALLOWED_ALGS``), keys without a kid, encryption keys (``use: enc``), private keys and
+    kids that appear twice (ambiguous) are left out. Never raises for a bad entry; an
+    unusable set gives an empty dict.
+    """
+    entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(entries, list):
+        return {}
+    keys: dict[str, VerificationKey] = {}
+    repeated: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
+            continue
+        if kid in keys or kid in repeated:
+            repeated.add(kid)
+            keys.pop(kid, None)
+            continue
+        natural = {"RSA": "RS256", "EC": "ES256" if entry.get("crv") == "P-256" else None}.get(str(entry.get("kty")))
+        alg = entry.get("alg", natural)
+        if alg is None or alg != natural or alg not in allowed_algs or alg not in ALLOWED_ALGS:
+            continue
+        public = {k: v for k, v in entry.items() if k in {"kty", "crv", "x", "y", "n", "e", "kid"}}
+        if any(k in entry for k in ("d", "p", "q", "k")):
+            continue
+        try:
+            keys[kid] = verification_key({**public, "alg": alg})
+        except FederationError:
+            continue
+    return keys

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config.ldap_source import LdapSourceConfig
+from config.oidc_source import OidcSourceConfig
 from config.schema import Settings, StaticSourceConfig
 from directories.errors import DirectoryError
 from directories.ldap import build_ldap_directory
@@ -19,6 +20,9 @@ from federation.directory_source import DirectorySource
 from federation.errors import FederationError, FederationErrorCode
 from federation.organisations import Organisation, OrganisationRegistry, RoleMapping, Team
 from federation.sources import IdentitySource
+from federation.upstream_saml import ReplayCache, build_saml_source
+from federation.upstream_oidc.build import build_oidc_source, health_ods_index
+from federation.upstream_oidc.client_auth import SigningKeys
 
 SourceBuilder = Callable[[Any, str, Settings], IdentitySource]
 log = logging.getLogger(__name__)
@@ -66,16 +70,33 @@ def _build_ldap(cfg: LdapSourceConfig, organisation: str, settings: Settings) ->
     return DirectorySource(cfg.id, organisation, directory)
 
 
+def _build_oidc(cfg: OidcSourceConfig, organisation: str, settings: Settings) -> IdentitySource:
+    """Build an upstream OIDC source (``type: oidc`` or ``nhs_cis2``); nothing is fetched yet.
+
+    People may be placed only in health organisations by the ODS codes those declare.
+    """
+    index = health_ods_index((o.id, o.kind, o.ods_codes) for o in settings.organisations)
+    return build_oidc_source(cfg, organisation, index, production=settings.is_production)
+
+
 SOURCE_BUILDERS: dict[str, SourceBuilder] = {
     "static": _build_static,
     "ldap": _build_ldap,
     "active_directory": _build_ldap,
+    "saml": build_saml_source,
+    "oidc": _build_oidc,
+    "nhs_cis2": _build_oidc,
 }
 
 
-def build_registry(settings: Settings) -> OrganisationRegistry:
+def build_registry(
+    settings: Settings, *, signing_keys: SigningKeys | None = None, replay_cache: ReplayCache | None = None
+) -> OrganisationRegistry:
     """Return the organisation registry with every configured source built.
 
+    ``signing_keys`` (the broker's key ring) is handed to sources that sign with it
+    (``use_signing_keys``: upstream OIDC ``private_key_jwt``); ``replay_cache`` (the state
+    store) to sources that keep one (``use_replay_cache``: upstream SAML assertion IDs).
     Raises FederationError(MISCONFIGURED) for a source that cannot be built.
     """
     organisations = []
@@ -85,7 +106,12 @@ def build_registry(settings: Settings) -> OrganisationRegistry:
             builder = SOURCE_BUILDERS.get(cfg.type)
             if builder is None:
                 raise FederationError(FederationErrorCode.MISCONFIGURED, f"unknown source type {cfg.type!r}")
-            sources.append(builder(cfg, org.id, settings))
+            source = builder(cfg, org.id, settings)
+            if signing_keys is not None and hasattr(source, "use_signing_keys"):
+                source.use_signing_keys(signing_keys)
+            if replay_cache is not None and hasattr(source, "use_replay_cache"):
+                source.use_replay_cache(replay_cache)
+            sources.append(source)
         organisations.append(
             Organisation(
                 id=org.id,
@@ -101,6 +127,11 @@ def build_registry(settings: Settings) -> OrganisationRegistry:
                 role_mappings=tuple(
                     RoleMapping(groups=frozenset(m.groups), job_roles=tuple(m.job_roles)) for m in org.role_mappings
                 ),
+                authoritative_attributes=(
+                    frozenset(org.authoritative_attributes) if org.authoritative_attributes is not None else None
+                ),
+                asserts_national_roles=org.asserts_national_roles,
+                accepts_sources=frozenset(org.accepts_sources),
             )
         )
     return OrganisationRegistry(organisations)
