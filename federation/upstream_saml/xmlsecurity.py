@@ -1,0 +1,339 @@
+"""XML signatures and encryption: the one module that configures them (SP now, a SAML IdP later).
+
+Everything else asks this module; nothing else names an algorithm, the xmlsec1 program or
+a pysaml2 security option. Signing and verification run in the ``xmlsec1`` program through
+pysaml2's ``CryptoBackendXmlSec1``.
+
+Policy (SAML 2.0 Core §5.4, XML Signature Profile; SAML Metadata §3):
+
+- Signatures: RSA or ECDSA with SHA-256/384/512; digests SHA-256/384/512; never SHA-1,
+  never HMAC (a "signature" by a key the sender chose). Exclusive canonicalisation; the
+  enveloped-signature and exclusive-c14n transforms only; one Reference, to the parent's ID.
+- Keys come only from the peer's metadata (``only_use_keys_in_metadata``), never from the
+  ``KeyInfo`` of the message itself.
+- Encryption (SAML Core §6): RSA-OAEP key transport (RSA-1_5 refused: Bleichenbacher),
+  AES-CBC or AES-GCM content encryption (3DES refused).
+- Documents: at most ``MAX_DOCUMENT_BYTES``; no DTD, no entity, no processing instruction,
+  no comment (NameID comment injection); every ID unique (signature wrapping relies on
+  duplicates); at most one signature per element.
+
+``inspect_document`` enforces the document rules before pysaml2 reads anything, so
+an XXE or entity-expansion bomb is refused in microseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+
+from federation.errors import FederationError, FederationErrorCode
+
+MAX_DOCUMENT_BYTES = 512 * 1024
+XMLSEC_CANDIDATES = ("/usr/bin/xmlsec1", "/usr/local/bin/xmlsec1")
+
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+
+#: What we sign with (AuthnRequests, metadata, and later assertions).
+SIGN_ALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+DIGEST_ALG = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+SIGNATURE_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+})
+DIGEST_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+})
+CANONICALIZATIONS = frozenset({
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+})
+TRANSFORMS = frozenset({"http://www.w3.org/2000/09/xmldsig#enveloped-signature"}) | CANONICALIZATIONS
+KEY_TRANSPORT_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+})
+CONTENT_ENCRYPTION_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes192-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+})
+ENCRYPTION_DIGESTS = DIGEST_ALGORITHMS | {"http://www.w3.org/2000/09/xmldsig#sha1"}  # OAEP's MGF digest only
+
+
+def _refuse(reason: str) -> FederationError:
+    return FederationError(FederationErrorCode.INVALID_TOKEN, reason)
+
+
+def xmlsec_binary() -> str:
+    """Return the path of the xmlsec1 program.
+
+    Raises FederationError(MISCONFIGURED) naming the package to install when it is absent.
+    """
+    found = shutil.which("xmlsec1") or next((p for p in XMLSEC_CANDIDATES if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise FederationError(
+            FederationErrorCode.MISCONFIGURED,
+            "SAML needs the xmlsec1 program (apt-get install xmlsec1): it signs and verifies XML",
+        )
+    return found
+
+
+def pysaml2_security_options() -> dict[str, Any]:
+    """Return the pysaml2 configuration keys that decide XML security (for any entity type)."""
+    return {
+        "xmlsec_binary": xmlsec_binary(),
+        "crypto_backend": "xmlsec1",
+        "delete_tmpfiles": True,
+        "only_use_keys_in_metadata": True,
+        "signing_algorithm": SIGN_ALG,
+        "digest_algorithm": DIGEST_ALG,
+        "validate_certificate": False,  # peers' certificates are pinned by metadata, often self-signed
+    }
+
+
+def sp_signature_requirements(signed: str) -> dict[str, bool]:
+    """Return pysaml2's SP options for ``signed`` (assertion / response / both / assertion_or_response).
+
+    Raises FederationError(MISCONFIGURED) for anything that would accept an unsigned response.
+    """
+    table = {
+        "assertion": (True, False, False),
+        "response": (False, True, False),
+        "both": (True, True, False),
+        "assertion_or_response": (False, False, True),
+    }
+    if signed not in table:
+        raise FederationError(
+            FederationErrorCode.MISCONFIGURED,
+            f"signed: {signed!r} would accept unsigned SAML responses; require assertion, response, both "
+            "or assertion_or_response",
+        )
+    assertions, response, either = table[signed]
+    return {
+        "want_assertions_signed": assertions,
+        "want_response_signed": response,
+        "want_assertions_or_response_signed": either,
+        "authn_requests_signed": True,
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DocumentFacts:
+    """What ``inspect_document`` learnt: the root, the IDs of signed elements, whether any part is encrypted."""
+
+    root: ElementTree.Element
+    signed_ids: frozenset[str]
+    encrypted: bool
+
+
+def parse_document(xml: bytes | str) -> ElementTree.Element:
+    """Parse ``xml`` refusing DTDs, entities and external references (defusedxml).
+
+    Raises FederationError(INVALID_TOKEN) for anything else than one well-formed document
+    of at most ``MAX_DOCUMENT_BYTES``.
+    """
+    data = xml.encode() if isinstance(xml, str) else xml
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise _refuse(f"document larger than {MAX_DOCUMENT_BYTES} bytes")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise _refuse("document carries a DTD or entity declaration")
+    if b"<!--" in data:
+        raise _refuse("document carries an XML comment")
+    body = data.lstrip()
+    if body.startswith(b"<?xml"):
+        body = body[body.find(b"?>") + 2:]
+    if b"<?" in body:
+        raise _refuse("document carries a processing instruction")
+    try:
+        return safe_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ElementTree.ParseError, ValueError) as exc:
+        raise _refuse(f"not well-formed XML ({type(exc).__name__})") from None
+
+
+def inspect_document(xml: bytes | str) -> DocumentFacts:
+    """Check ``xml`` against the document and signature policy above; return what was found.
+
+    Raises FederationError(INVALID_TOKEN) naming the first rule broken.
+    """
+    root = parse_document(xml)
+    ids: set[str] = set()
+    signed: set[str] = set()
+    encrypted = False
+    parents = {child: parent for parent in root.iter() for child in parent}
+    for element in root.iter():
+        ident = element.get("ID")
+        if ident is not None:
+            if ident in ids:
+                raise _refuse("two elements carry the same ID (signature wrapping)")
+            ids.add(ident)
+        if element.tag == f"{{{XENC}}}EncryptedData":
+            encrypted = True
+        if element.tag == f"{{{XENC}}}EncryptionMethod":
+            algorithm = element.get("Algorithm", "")
+            if algorithm not in KEY_TRANSPORT_ALGORITHMS | CONTENT_ENCRYPTION_ALGORITHMS:
+                raise _refuse(f"encryption algorithm {algorithm!r} is not allowed")
+        if element.tag == f"{{{DS}}}Signature":
+            parent = parents.get(element)
+            signed.add(_check_signature(element, parent))
+    return DocumentFacts(root=root, signed_ids=frozenset(signed), encrypted=encrypted)
+
+
+def _check_signature(signature: ElementTree.Element, parent: ElementTree.Element | None) -> str:
+    """Check one ds:Signature (SAML Core §5.4.1-5.4.4); return the ID of the element it signs."""
+    if parent is None or parent.get("ID") is None:
+        raise _refuse("a signature is not enveloped by an element with an ID")
+    if sum(1 for child in parent if child.tag == f"{{{DS}}}Signature") != 1:
+        raise _refuse("an element carries more than one signature")
+    info = signature.find(f"{{{DS}}}SignedInfo")
+    if info is None:
+        raise _refuse("a signature has no SignedInfo")
+    c14n = info.find(f"{{{DS}}}CanonicalizationMethod")
+    method = info.find(f"{{{DS}}}SignatureMethod")
+    if c14n is None or c14n.get("Algorithm") not in CANONICALIZATIONS:
+        raise _refuse("a signature uses a canonicalisation other than exclusive c14n")
+    if method is None or method.get("Algorithm") not in SIGNATURE_ALGORITHMS:
+        raise _refuse(f"signature algorithm {method.get('Algorithm') if method is not None else None!r} is not allowed")
+    if method.find(f"{{{DS}}}HMACOutputLength") is not None:
+        raise _refuse("an HMAC signature is not allowed")
+    references = info.findall(f"{{{DS}}}Reference")
+    if len(references) != 1 or references[0].get("URI") != f"#{parent.get('ID')}":
+        raise _refuse("a signature does not reference exactly its enclosing element (signature wrapping)")
+    for transform in references[0].iter(f"{{{DS}}}Transform"):
+        if transform.get("Algorithm") not in TRANSFORMS:
+            raise _refuse(f"signature transform {transform.get('Algorithm')!r} is not allowed")
+    digest = references[0].find(f"{{{DS}}}DigestMethod")
+    if digest is None or digest.get("Algorithm") not in DIGEST_ALGORITHMS:
+        raise _refuse(f"digest algorithm {digest.get('Algorithm') if digest is not None else None!r} is not allowed")
+    if signature.find(f"{{{DS}}}Object") is not None:
+        raise _refuse("a signature carries a ds:Object")
+    return str(parent.get("ID"))
+
+
+def signing_certificates(role_descriptor: ElementTree.Element) -> list[str]:
+    """Return the base64 DER certificates a metadata role descriptor declares for signing
+    (``use="signing"`` or no ``use``; SAML Metadata §2.4.1.1)."""
+    found = []
+    for descriptor in role_descriptor.findall(f"{{{MD}}}KeyDescriptor"):
+        if descriptor.get("use") in (None, "signing"):
+            for cert in descriptor.iter(f"{{{DS}}}X509Certificate"):
+                text = "".join((cert.text or "").split())
+                if text:
+                    found.append(text)
+    return found
+
+
+class XmlSecurity:
+    """Signs and verifies whole documents with the xmlsec1 program (for metadata and tests;
+    pysaml2 verifies protocol messages with the same backend and the options above)."""
+
+    def __init__(self) -> None:
+        from saml2.sigver import CryptoBackendXmlSec1
+
+        self._backend = CryptoBackendXmlSec1(xmlsec_binary(), delete_tmpfiles=True)
+
+    def verify_enveloped(self, xml: bytes, node_name: str, certificate_pem: str) -> None:
+        """Verify the signature on the root element of ``xml`` (``node_name`` is its
+        namespace-qualified type, e.g. ``urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor``)
+        against ``certificate_pem`` only.
+
+        Raises FederationError(INVALID_TOKEN) if the root is unsigned or the signature fails.
+        """
+        facts = inspect_document(xml)
+        root_id = facts.root.get("ID")
+        if root_id is None or root_id not in facts.signed_ids or facts.root.find(f"{{{DS}}}Signature") is None:
+            raise _refuse("the document's root element is not signed")
+        with _temporary_file(certificate_pem.encode(), ".pem") as cert_file:
+            try:
+                ok = self._backend.validate_signature(xml, cert_file, "pem", node_name, root_id)
+            except Exception as exc:  # noqa: BLE001 - xmlsec1 reports every failure as an exception
+                raise _refuse(f"signature verification failed ({type(exc).__name__})") from None
+        if not ok:
+            raise _refuse("signature verification failed")
+
+    def sign_enveloped(self, xml: bytes, node_name: str, element_id: str, key_pem: str, certificate_pem: str) -> bytes:
+        """Return ``xml`` with the element ``element_id`` signed (enveloped, RSA-SHA256, exclusive
+        c14n). The element must already hold an empty signature template (``signature_template``)."""
+        with _temporary_file(key_pem.encode(), ".pem") as key_file, _temporary_file(certificate_pem.encode(), ".pem") as cert_file:
+            com = [
+                self._backend.xmlsec, "--sign", "--privkey-pem", f"{key_file},{cert_file}",
+                "--id-attr:ID", node_name, "--node-id", element_id,
+            ]
+            with _temporary_file(xml, ".xml") as source:
+                _, _, output = self._backend._run_xmlsec(com, [source])  # noqa: SLF001 - the backend's runner
+        return output if isinstance(output, bytes) else output.encode()
+
+
+def signature_template(element_id: str, certificate_b64: str) -> str:
+    """Return an empty enveloped ds:Signature for ``element_id`` with our algorithms (to sign)."""
+    return (
+        f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo>'
+        '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+        f'<ds:SignatureMethod Algorithm="{SIGN_ALG}"/>'
+        f'<ds:Reference URI="#{element_id}"><ds:Transforms>'
+        '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
+        '<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>'
+        f'<ds:DigestMethod Algorithm="{DIGEST_ALG}"/><ds:DigestValue/></ds:Reference></ds:SignedInfo>'
+        f"<ds:SignatureValue/><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{certificate_b64}"
+        "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"
+    )
+
+
+class _temporary_file:
+    """A private file (0600) for xmlsec1 to read, deleted on exit."""
+
+    def __init__(self, content: bytes, suffix: str) -> None:
+        self._content = content
+        self._suffix = suffix
+        self._path: str | None = None
+
+    def __enter__(self) -> str:
+        fd, self._path = tempfile.mkstemp(suffix=self._suffix)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(self._content)
+        return self._path
+
+    def __exit__(self, *exc: object) -> None:
+        if self._path is not None:
+            Path(self._path).unlink(missing_ok=True)
+
+
+def namespaces() -> Mapping[str, str]:
+    """Return the prefixes used in ElementTree paths by the SAML modules."""
+    return {"ds": DS, "xenc": XENC, "samlp": SAMLP, "saml": SAML, "md": MD}
+
+
+def children(element: ElementTree.Element, tag: str) -> Iterable[ElementTree.Element]:
+    """Return the direct children of ``element`` named ``tag`` (``{namespace}local``)."""
+    return (child for child in element if child.tag == tag)
+
+
+def sign_metadata(descriptor: Any, security_context: Any) -> bytes:
+    """Return a pysaml2 ``EntityDescriptor`` signed with the security context's own key
+    (RSA-SHA256, SHA-256 digest), as XML bytes."""
+    from saml2.metadata import sign_entity_descriptor
+
+    _, xml = sign_entity_descriptor(descriptor, None, security_context, sign_alg=SIGN_ALG, digest_alg=DIGEST_ALG)
+    return xml if isinstance(xml, bytes) else str(xml).encode()
