@@ -159,6 +159,16 @@ class LdapDirectory:
             return None
         return self._record(entry, self._status(entry))
 
+    @property
+    def config(self) -> LdapSourceConfig:
+        """The validated configuration this directory was built from."""
+        return self._config
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The connection pool (for operations beyond sign-in, such as ``sync``)."""
+        return self._pool
+
     def health(self) -> tuple[ServerHealth, ...]:
         """Return each server's health and circuit state, in configured order."""
         return self._pool.servers.health()
