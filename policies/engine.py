@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import cedarpy
@@ -36,9 +36,10 @@ from policies.model import (
     Obligation,
     Request,
 )
+from policies.batch import Pending, Variant, chunks, principal_id, variants
 from policies.entities import EntityGraph, literals_read
 from policies.obligations import Outcome, find_obligations
-from policies.partition import PolicyIndex
+from policies.partition import PolicyIndex, Slice
 from policies.references import mentions_variable
 from policies.release import decide_release
 
@@ -152,12 +153,29 @@ class PolicyEngine:
                 PolicyErrorCode.INVALID_INPUT,
                 f"decide() needs a policies.model.Request, not {type(request).__name__}",
             )
-        try:
-            return self._decide(request)
-        except PolicyError as error:
-            return self._failed(request, [f"{error.code.value}: {error.detail}", *error.problems])
-        except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
-            return self._failed(request, [f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}"])
+        return self.decide_many([request])[0]
+
+    def decide_many(self, requests: Iterable[Request]) -> list[Decision]:
+        """Return ``[decide(r) for r in requests]``, asking Cedar about many requests per call.
+
+        Raises PolicyError(INVALID_INPUT) if an item is not a Request.
+        """
+        items = _requests(requests, "decide_many")
+        results: list[Decision | None] = [None] * len(items)
+        pending = []
+        for index, request in enumerate(items):
+            try:
+                unknown = self._unknown_references(request)
+                if unknown:
+                    results[index] = self._failed(request, unknown)
+                else:
+                    pending.append(self._plan(index, request, what_ifs=True))
+            except Exception as error:  # noqa: BLE001 - fail closed, this request alone
+                results[index] = self._guarded(request, lambda error=error: _reraise(error))
+        self._run(pending)
+        for item in pending:
+            results[item.index] = self._guarded(item.request, lambda item=item: self._assemble(item))
+        return [r for r in results if r is not None]
 
     def outcome(self, request: Request) -> Outcome:
         """Return only the effect of ``decide(request)``: permitted?, the deciding @ids and any errors.
@@ -171,51 +189,148 @@ class PolicyEngine:
                 PolicyErrorCode.INVALID_INPUT,
                 f"outcome() needs a policies.model.Request, not {type(request).__name__}",
             )
+        return self.outcomes([request])[0]
+
+    def outcomes(self, requests: Iterable[Request]) -> list[Outcome]:
+        """Return ``[outcome(r) for r in requests]``, asking Cedar about many requests per call.
+
+        Raises PolicyError(INVALID_INPUT) if an item is not a Request.
+        """
+        items = _requests(requests, "outcomes")
+        results: list[Outcome | None] = [None] * len(items)
+        pending = []
+        for index, request in enumerate(items):
+            try:
+                unknown = self._unknown_references(request)
+                if unknown:
+                    results[index] = Outcome(allowed=False, policy_ids=(), errors=tuple(unknown))
+                else:
+                    pending.append(self._plan(index, request, what_ifs=False))
+            except Exception as error:  # noqa: BLE001 - fail closed, this request alone
+                results[index] = self._effect(Pending(index, request, False, ((0, False),), failure=error))
+        self._run(pending)
+        for item in pending:
+            results[item.index] = self._effect(item)
+        return [r for r in results if r is not None]
+
+    # --- evaluation in batches ---------------------------------------------------------------
+
+    def _plan(self, index: int, request: Request, *, what_ifs: bool) -> Pending:
+        grant = request.person.break_glass
+        grant_active = grant is not None and grant.active_at(request.now)
+        found = self._index.slice(request.action, request.service) if self._partitioned else None
+        return Pending(index, request, grant_active, variants(request, grant_active, found, what_ifs))
+
+    def _run(self, pending: list[Pending]) -> None:
+        """Fill in each pending request's Cedar answers (or its failure)."""
+        if not self._partitioned:
+            for item in pending:
+                self._run_alone(item)
+            return
+        groups: dict[tuple[str, str], list[Pending]] = {}
+        for item in pending:
+            groups.setdefault((item.request.action, item.request.service), []).append(item)
+        for (action, service), group in groups.items():
+            found = self._index.slice(action, service)
+            if not found.batchable:
+                for item in group:
+                    self._run_alone(item)
+                continue
+            for chunk in chunks(group):
+                try:
+                    self._run_chunk(found, chunk)
+                except Exception:  # noqa: BLE001 - one bad request: ask again one by one, each fails alone
+                    for item in chunk:
+                        item.known.clear()
+                        self._run_alone(item)
+
+    def _run_alone(self, item: Pending) -> None:
+        request = item.request
         try:
-            unknown = self._unknown_references(request)
-            if unknown:
-                return Outcome(allowed=False, policy_ids=(), errors=tuple(unknown))
-            person = request.person
-            grant = person.break_glass
-            current = self.evaluate(request, person.assurance, grant is not None and grant.active_at(request.now))
-            if current.errors:
-                return Outcome(allowed=False, policy_ids=current.policy_ids, errors=current.errors)
-            return current
-        except PolicyError as error:
-            return Outcome(allowed=False, policy_ids=(), errors=(f"{error.code.value}: {error.detail}", *error.problems))
-        except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
+            level, glass = item.current
+            item.entities = self.person_entities(request, level, glass)
+            item.known[item.current] = self.evaluate(request, level, glass, item.entities)
+            item.exclusive = True
+        except Exception as error:  # noqa: BLE001 - reported by the decision (fail closed)
+            item.failure = error
+
+    def _run_chunk(self, found: Slice, chunk: list[Pending]) -> None:
+        people: list[dict[str, Any]] = []
+        own: list[dict[str, Any]] = []
+        organisations: set[str] = set()
+        starts: list[tuple[str, str]] = [(names.SERVICE, found.service)]
+        cedar_requests: list[dict[str, Any]] = []
+        slots: list[tuple[Pending, Variant]] = []
+        for item in chunk:
+            request = item.request
+            for position, variant in enumerate(item.variants):
+                uid = principal_id(request.person.subject, position, variant)
+                person = self._person_json(request, uid, *variant)
+                people.append(person)
+                cedar_request = self._cedar_request(request, request.action, {})
+                cedar_request["principal"] = _uid(names.PERSON, uid)
+                cedar_requests.append(cedar_request)
+                slots.append((item, variant))
+            organisations.add(request.person.organisation)
+            starts.extend((names.TEAM, parent["id"]) for parent in people[-1]["parents"])
+            if request.record is not None:
+                own.append(self._record_json(request))
+                starts.append((names.ORGANISATION, request.record.home_borough))
+        entities = self._graph.entities(people, organisations, starts, own)
+        results = cedarpy.is_authorized_batch(cedar_requests, found.policy_set, entities, self._compiled.schema)
+        for (item, variant), result in zip(slots, results, strict=True):
+            item.known[variant] = _outcome(result, found.cedar_names)
+        for item in chunk:
+            item.entities = entities
+            item.exclusive = len(chunk) == 1 and len(item.variants) == 1
+
+    def _effect(self, item: Pending) -> Outcome:
+        if item.failure is not None:
+            error = item.failure
+            if isinstance(error, PolicyError):
+                return Outcome(allowed=False, policy_ids=(), errors=(f"{error.code.value}: {error.detail}", *error.problems))
             return Outcome(
                 allowed=False, policy_ids=(),
                 errors=(f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}",),
             )
+        current = item.known[item.current]
+        if current.errors:
+            return Outcome(allowed=False, policy_ids=current.policy_ids, errors=current.errors)
+        return current
 
-    def _decide(self, request: Request) -> Decision:
+    def _guarded(self, request: Request, work: Callable[[], Decision]) -> Decision:
+        try:
+            return work()
+        except PolicyError as error:
+            return self._failed(request, [f"{error.code.value}: {error.detail}", *error.problems])
+        except Exception as error:  # noqa: BLE001 - fail closed on anything unexpected
+            return self._failed(request, [f"{PolicyErrorCode.EVALUATION_FAILED.value}: {type(error).__name__}: {error}"])
+
+    def _assemble(self, item: Pending) -> Decision:
+        """Turn a pending request's answers into its Decision (asking Cedar again only if needed)."""
+        if item.failure is not None:
+            raise item.failure
+        request = item.request
         person = request.person
-        unknown = self._unknown_references(request)
-        if unknown:
-            return self._failed(request, unknown)
         grant = person.break_glass
-        grant_active = grant is not None and grant.active_at(request.now)
-        entities = self.person_entities(request, person.assurance, grant_active)
-        current = self.evaluate(request, person.assurance, grant_active, entities)
+        grant_active = item.grant_active
+        current = item.known[item.current]
         if current.errors:
             return self._failed(request, list(current.errors), policy_ids=current.policy_ids)
+        what_if = self._what_if(request, item.current, item.known)
         if not current.allowed:
-            obligations = find_obligations(
-                self._what_if(request, person.assurance, grant_active, current), person.assurance, grant_active
-            )
             return Decision(
                 request=request,
                 allowed=False,
                 policy_ids=current.policy_ids,
                 bundle=self.label,
-                obligations=obligations,
+                obligations=find_obligations(what_if, person.assurance, grant_active),
                 withheld=_all_candidates(request),
                 break_glass_active=grant_active,
             )
         obligations_list: list[Obligation] = []
         if grant_active and grant is not None:
-            without = self._what_if(request, person.assurance, True, current)(person.assurance, False)
+            without = what_if(person.assurance, False)
             if not without.clean_permit:
                 obligations_list.append(
                     BreakGlassAlert(
@@ -229,6 +344,9 @@ class PolicyEngine:
         reasons: dict[str, tuple[str, ...]] = {}
         withheld: tuple[str, ...] = _all_candidates(request)
         if request.action == "sign_in":
+            entities = item.entities
+            if entities is None or not (item.exclusive or self._index.slice(RELEASE_ACTION, request.service).batchable):
+                entities = self.person_entities(request, *item.current)
             result = decide_release(
                 person,
                 request.requested_attributes,
@@ -248,19 +366,20 @@ class PolicyEngine:
         )
 
     def _what_if(
-        self, request: Request, assurance: int, break_glass: bool, current: Outcome
+        self, request: Request, current: Variant, known: dict[Variant, Outcome]
     ) -> Callable[[int, bool], Outcome]:
         """Return evaluate(level, glass) for this request, skipping questions whose answer cannot differ.
 
-        When no policy that may apply reads the assurance (or break glass), the answer at
-        another level (or grant) is the answer already known, so Cedar is not asked again.
+        Answers already known (asked up front) are reused. When no policy that may
+        apply reads the assurance (or break glass), the answer at another level (or
+        grant) is the answer already known, so Cedar is not asked again.
         """
         if self._partitioned:
             scope = self._index.slice(request.action, request.service)
             reads_assurance, reads_glass = scope.reads_assurance, scope.reads_break_glass
         else:
             reads_assurance = reads_glass = True
-        known: dict[tuple[int, bool], Outcome] = {(assurance, break_glass): current}
+        assurance, break_glass = current
 
         def evaluate(level: int, glass: bool) -> Outcome:
             key = (level if reads_assurance else assurance, glass if reads_glass else break_glass)
@@ -298,6 +417,23 @@ class PolicyEngine:
         Teams the environment does not know are left out (they cannot grant anything).
         Raises PolicyError(INVALID_INPUT) if the person does not fit the schema.
         """
+        person = self._person_json(request, request.person.subject, assurance, break_glass)
+        own = [self._record_json(request)] if request.record is not None else []
+        try:
+            if not self._partitioned:
+                return self._base.with_added_json_str(json.dumps([person, *own]), self._compiled.schema)
+            starts = [(names.SERVICE, request.service)]
+            starts.extend((names.TEAM, parent["id"]) for parent in person["parents"])
+            if request.record is not None:
+                starts.append((names.ORGANISATION, request.record.home_borough))
+            return self._graph.entities([person], [request.person.organisation], starts, own)
+        except ValueError as error:
+            raise PolicyError(
+                PolicyErrorCode.INVALID_INPUT, "the person does not fit the schema", [str(error)]
+            ) from error
+
+    def _person_json(self, request: Request, uid: str, assurance: int, break_glass: bool) -> dict[str, Any]:
+        """Return the person as a Cedar JSON entity with id ``uid`` at ``assurance`` / ``break_glass``."""
         person = request.person
         attrs: dict[str, Any] = {
             "organisation": _ref(names.ORGANISATION, person.organisation),
@@ -308,32 +444,21 @@ class PolicyEngine:
         for name in SET_FACTS:
             if name != "teams":
                 attrs[name] = sorted(set(person.strings(name)))
-        delta: list[dict[str, Any]] = [
-            {
-                "uid": _uid(names.PERSON, person.subject),
-                "attrs": attrs,
-                "parents": [_uid(names.TEAM, t) for t in sorted(set(person.strings("teams"))) if t in self._teams],
-            }
-        ]
-        if request.record is not None:
-            delta.append(
-                {
-                    "uid": _uid(names.RECORD, request.record.id),
-                    "attrs": {"home_borough": _ref(names.ORGANISATION, request.record.home_borough)},
-                    "parents": [_uid(names.SERVICE, request.service)],
-                }
-            )
-        try:
-            if not self._partitioned:
-                return self._base.with_added_json_str(json.dumps(delta), self._compiled.schema)
-            starts = [(names.TEAM, parent["id"]) for parent in delta[0]["parents"]]
-            if request.record is not None:
-                starts.append((names.ORGANISATION, request.record.home_borough))
-            return self._graph.entities(delta[0], person.organisation, starts, delta[1:])
-        except ValueError as error:
-            raise PolicyError(
-                PolicyErrorCode.INVALID_INPUT, "the person does not fit the schema", [str(error)]
-            ) from error
+        return {
+            "uid": _uid(names.PERSON, uid),
+            "attrs": attrs,
+            "parents": [_uid(names.TEAM, t) for t in sorted(set(person.strings("teams"))) if t in self._teams],
+        }
+
+    def _record_json(self, request: Request) -> dict[str, Any]:
+        record = request.record
+        if record is None:
+            raise PolicyError(PolicyErrorCode.INVALID_INPUT, "no record in this request")
+        return {
+            "uid": _uid(names.RECORD, record.id),
+            "attrs": {"home_borough": _ref(names.ORGANISATION, record.home_borough)},
+            "parents": [_uid(names.SERVICE, request.service)],
+        }
 
     def policy_set(self, action: str, service: str) -> cedarpy.PolicySet:
         """Return the policies Cedar is given for ``action`` on ``service`` (all of them when not partitioned)."""
@@ -463,6 +588,20 @@ def _all_candidates(request: Request) -> tuple[str, ...]:
     if request.requested_attributes is not None:
         return tuple(sorted(set(request.requested_attributes)))
     return tuple(sorted(request.person.facts))
+
+
+def _reraise(error: Exception) -> Decision:
+    raise error
+
+
+def _requests(requests: Iterable[Request], caller: str) -> list[Request]:
+    items = list(requests)
+    for item in items:
+        if not isinstance(item, Request):
+            raise PolicyError(
+                PolicyErrorCode.INVALID_INPUT, f"{caller}() needs policies.model.Request items, not {type(item).__name__}"
+            )
+    return items
 
 
 def decide(engine: PolicyEngine, request: Request) -> Decision:

@@ -5,23 +5,29 @@ team and service on every decision, which grows with London. A Cedar expression 
 only reach an entity from the request (principal, resource), through attributes and
 parents, or by naming it literally; so a decision needs exactly:
 
-* the person, their organisation and teams, and everything those reach (Section 75
-  partners, the teams' organisations, the teams' functions), transitively;
+* the person, their organisation and teams, and everything those reach through
+  entity-valued attributes and parents (the teams' organisations and functions),
+  transitively;
 * the resource: the service, or the record, its home borough and its service;
 * every entity a policy names literally *and reads something of* (``Team::"x".name``,
   ``Team::"x" in ...``). A literal only compared (``==``), used as the target of ``in``
   or as a scope (``principal in Team::"x"``) needs nothing of the entity itself.
 
-Entities outside that set cannot change any answer. The shared part (every service,
-every function, the literals read) plus one organisation's reach is built once per
-organisation and kept; a decision adds the person, their teams' reach and the record.
+An entity held only inside a set-valued attribute (an organisation's Section 75
+partners) is never read: Cedar cannot take an element out of a set, only test
+membership (``contains``, ``in``), which compares ids and the ancestors of the left-hand
+side. So such entities are left out. Entities outside that set cannot change any answer.
+
+The shared part (every function, the literals read) plus one organisation's reach is
+built once per organisation and kept; a decision adds the person, the service, their
+teams' reach and the record.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import cedarpy
@@ -98,7 +104,7 @@ class EntityGraph:
                 continue
             self._fragments[uid] = json.dumps(entity, separators=(",", ":"))
             self._links[uid] = tuple(_references(entity))
-            if uid[0] in (names.SERVICE, names.FUNCTION):
+            if uid[0] == names.FUNCTION:
                 shared.append(uid)
         shared.extend(uid for uid in literals if uid in self._fragments)
         self._shared = self._reach(shared)
@@ -106,32 +112,45 @@ class EntityGraph:
         self._reach_cache: dict[Uid, frozenset[Uid]] = {}
         self._lock = threading.Lock()
 
-    def entities(self, person: Mapping[str, Any], organisation: str, extra: Iterable[Uid],
-                 own: Iterable[Mapping[str, Any]] = ()) -> cedarpy.Entities:
-        """Return Cedar entities for one decision.
+    def entities(
+        self,
+        people: Sequence[Mapping[str, Any]],
+        organisations: Iterable[str],
+        starts: Iterable[Uid],
+        own: Sequence[Mapping[str, Any]] = (),
+    ) -> cedarpy.Entities:
+        """Return Cedar entities for one or more decisions.
 
-        ``person`` is the person's Cedar JSON entity, ``organisation`` their
-        organisation's id, ``extra`` the further environment entities the request starts
-        from (their teams, the record's home borough), ``own`` request-only entities
-        (the record). Raises ValueError if the result does not fit the schema.
+        ``people`` are Cedar JSON person entities, ``organisations`` their
+        organisations' ids, ``starts`` the further environment entities the requests
+        start from (the service, their teams, a record's home borough) and ``own``
+        request-only entities (records). Raises ValueError if the result does not fit
+        the schema.
         """
-        base, present = self._base(organisation)
+        wanted_orgs = set(organisations)
+        key = next(iter(wanted_orgs)) if len(wanted_orgs) == 1 else None
+        base, present = self._base(key)
         wanted: set[Uid] = set()
-        for uid in extra:
+        if key is None:
+            for organisation in wanted_orgs:
+                wanted |= self._reach_of((names.ORGANISATION, organisation))
+        for uid in starts:
             wanted |= self._reach_of(uid)
         for entity in own:
             for uid in _references(entity):
                 wanted |= self._reach_of(uid)
-        fragments = [json.dumps(person, separators=(",", ":"))]
+        fragments = [json.dumps(person, separators=(",", ":")) for person in people]
         fragments.extend(json.dumps(entity, separators=(",", ":")) for entity in own)
         fragments.extend(self._fragments[uid] for uid in wanted - present)
         return base.with_added_json_str("[" + ",".join(fragments) + "]", self._schema)
 
-    def _base(self, organisation: str) -> tuple[cedarpy.Entities, frozenset[Uid]]:
+    def _base(self, organisation: str | None) -> tuple[cedarpy.Entities, frozenset[Uid]]:
         found = self._bases.get(organisation)
         if found is not None:
             return found
-        present = set(self._shared) | self._reach_of((names.ORGANISATION, organisation))
+        present = set(self._shared)
+        if organisation is not None:
+            present |= self._reach_of((names.ORGANISATION, organisation))
         document = "[" + ",".join(self._fragments[uid] for uid in sorted(present)) + "]"
         built = (cedarpy.Entities.from_json_str(document, self._schema), frozenset(present))
         with self._lock:
@@ -164,7 +183,10 @@ class EntityGraph:
 
 
 def _references(entity: Mapping[str, Any]) -> list[Uid]:
-    """Return every entity an entity points to: its parents and any entity in its attributes."""
+    """Return the entities whose data an entity can lead to: its parents and entity-valued attributes.
+
+    Entities inside set-valued attributes are not followed (they can only be compared).
+    """
     found: list[Uid] = []
     for parent in entity.get("parents", ()) or ():
         uid = _uid_of(parent)
@@ -178,10 +200,7 @@ def _references(entity: Mapping[str, Any]) -> list[Uid]:
                 if uid is not None:
                     found.append(uid)
                 return
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
+            for item in value.values():  # a record attribute: its fields can be read
                 walk(item)
 
     walk(entity.get("attrs", {}))

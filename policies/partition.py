@@ -12,7 +12,10 @@ it is still a default deny. Each slice holds, for one (action, service):
   records (``== / in Service::"s"`` for that service, or anything not naming a
   service: unconstrained, ``is``, a Record, another type);
 * what the slice reads of the person, so "what if" questions (step-up, break glass)
-  whose answer cannot differ are not asked again.
+  whose answer cannot differ are not asked again;
+* whether any of its policies names a Person entity: if none does, no answer can
+  depend on which other people are in the entity set, so many people (and "what if"
+  variants of one person) can be evaluated in one Cedar call.
 
 A request whose resource is a Record of service ``s`` uses the slice of ``s``: a
 record's only parent is its service, so ``resource in Service::"t"`` never matches it
@@ -46,6 +49,7 @@ class Slice:
     cedar_names: Mapping[str, str]
     reads_assurance: bool
     reads_break_glass: bool
+    batchable: bool
 
 
 def action_scope(est: Mapping[str, Any]) -> frozenset[str] | None:
@@ -113,6 +117,7 @@ class PolicyIndex:
             cedar_names={f"policy{i}": p.id for i, p in enumerate(chosen)},
             reads_assurance=any(_reads(p, "assurance") for p in chosen),
             reads_break_glass=any(_reads(p, "break_glass") for p in chosen),
+            batchable=not any(_reads(p, names.PERSON) for p in chosen),
         )
         with self._lock:
             if len(self._slices) < _SLICE_LIMIT:

@@ -15,6 +15,10 @@ from policies.errors import PolicyError, PolicyErrorCode
 from policies.model import Decision, PersonFacts, RecordRef, Request
 
 
+#: People decided together (``PolicyEngine.decide_many``); bounds memory on large populations.
+_BLOCK = 2048
+
+
 def summarise(decision: Decision) -> str:
     """Return one line for a console table: the deciding policies, obligations or errors."""
     if decision.errors:
@@ -41,12 +45,22 @@ def who_can(
     Raises PolicyError(INVALID_INPUT) if an item is not PersonFacts or the request is malformed.
     """
     rows: list[tuple[PersonFacts, Decision]] = []
+    block: list[PersonFacts] = []
+
+    def flush() -> None:
+        requests = [Request(person=p, action=action, service=service, now=now, record=record) for p in block]
+        for person, decision in zip(block, engine.decide_many(requests), strict=True):
+            if include_denied or decision.allowed:
+                rows.append((person, decision))
+        block.clear()
+
     for person in persons:
         if not isinstance(person, PersonFacts):
             raise PolicyError(PolicyErrorCode.INVALID_INPUT, f"who_can: expected PersonFacts, got {type(person).__name__}")
-        decision = engine.decide(Request(person=person, action=action, service=service, now=now, record=record))
-        if include_denied or decision.allowed:
-            rows.append((person, decision))
+        block.append(person)
+        if len(block) >= _BLOCK:
+            flush()
+    flush()
     return rows
 
 
@@ -64,9 +78,6 @@ def what_can(
     """
     if services is None:
         services = [s.id for s in engine.environment.services]
-    rows: list[tuple[str, Decision]] = []
-    for service in services:
-        decision = engine.decide(Request(person=person, action="sign_in", service=service, now=now))
-        if include_denied or decision.allowed:
-            rows.append((service, decision))
-    return rows
+    services = list(services)
+    decisions = engine.decide_many([Request(person=person, action="sign_in", service=s, now=now) for s in services])
+    return [(s, d) for s, d in zip(services, decisions, strict=True) if include_denied or d.allowed]

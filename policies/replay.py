@@ -84,29 +84,43 @@ class ReplayReport:
 def replay(engine: PolicyEngine, recorded: Iterable[RecordedDecision]) -> ReplayReport:
     """Return every recorded decision ``engine`` would decide the other way.
 
-    Only the effect is compared (``PolicyEngine.outcome``: no obligation search or
-    attribute release), so replaying a long history stays fast. Raises PolicyError(INVALID_INPUT) if an item is not a RecordedDecision.
+    Only the effect is compared (``PolicyEngine.outcomes``: no obligation search or
+    attribute release, many decisions per Cedar call), so replaying a long history
+    stays fast. Raises PolicyError(INVALID_INPUT) if an item is not a RecordedDecision.
     """
     flips: list[Flip] = []
     total = 0
+    block: list[RecordedDecision] = []
+
+    def flush() -> None:
+        for item, outcome in zip(block, engine.outcomes([b.request for b in block]), strict=True):
+            if outcome.allowed != item.allowed:
+                flips.append(
+                    Flip(
+                        record_id=item.id,
+                        subject=item.request.person.subject,
+                        action=item.request.action,
+                        service=item.request.service,
+                        record=item.request.record.id if item.request.record else None,
+                        was_allowed=item.allowed,
+                        now_allowed=outcome.allowed,
+                        old_policy_ids=item.policy_ids,
+                        new_policy_ids=outcome.policy_ids,
+                        new_errors=outcome.errors,
+                    )
+                )
+        block.clear()
+
     for item in recorded:
         if not isinstance(item, RecordedDecision):
             raise PolicyError(PolicyErrorCode.INVALID_INPUT, f"replay: expected RecordedDecision, got {type(item).__name__}")
         total += 1
-        decision = engine.outcome(item.request)
-        if decision.allowed != item.allowed:
-            flips.append(
-                Flip(
-                    record_id=item.id,
-                    subject=item.request.person.subject,
-                    action=item.request.action,
-                    service=item.request.service,
-                    record=item.request.record.id if item.request.record else None,
-                    was_allowed=item.allowed,
-                    now_allowed=decision.allowed,
-                    old_policy_ids=item.policy_ids,
-                    new_policy_ids=decision.policy_ids,
-                    new_errors=decision.errors,
-                )
-            )
+        block.append(item)
+        if len(block) >= _BLOCK:
+            flush()
+    flush()
     return ReplayReport(candidate=engine.label, total=total, flips=tuple(flips))
+
+
+#: Recorded decisions evaluated together (``PolicyEngine.outcomes``); bounds memory on long histories.
+_BLOCK = 4096

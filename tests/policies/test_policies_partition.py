@@ -18,6 +18,7 @@ import pytest
 from policies import LONDON_BUNDLE, PolicyEngine, compile_bundle, load_bundle
 from policies.bundle import CompiledBundle
 from policies.entities import literals_read
+from policies.errors import PolicyError, PolicyErrorCode
 from policies.model import BreakGlassGrant, Fact, PersonFacts, RecordRef, Request
 from policies.partition import action_scope, service_scope
 
@@ -55,6 +56,9 @@ when { principal.assurance >= 3 && context.attribute == "email" };
 forbid (principal, action, resource)
 when { principal.groups.contains("banned") };
 
+@id("odd/person-literal")
+permit (principal == Person::"p7", action == Action::"sign_in", resource == Service::"mash");
+
 @id("odd/glass-step")
 permit (principal, action == Action::"sign_in", resource == Service::"admissions")
 when { principal.break_glass && principal.assurance >= 3 && principal.groups.contains("glass") };
@@ -69,13 +73,22 @@ def odd(london_bundle) -> CompiledBundle:  # type: ignore[no-untyped-def]
 
 
 def compare(compiled: CompiledBundle, requests: list[Request]) -> int:
+    """Decide every request one by one and in batches; both must match the whole-set reference."""
     environment = compiled.tests.environment
     fast = PolicyEngine(compiled, environment)
     reference = PolicyEngine(compiled, environment, partitioned=False)
-    for request in requests:
-        a, b = fast.decide(request), reference.decide(request)
+    expected = [reference.decide(request) for request in requests]
+    for request, b in zip(requests, expected, strict=True):
+        a = fast.decide(request)
         assert a.to_json() == b.to_json(), request
         assert a.release_policy_ids == b.release_policy_ids and a.break_glass_active == b.break_glass_active
+    batched = PolicyEngine(compiled, environment).decide_many(requests)
+    for request, a, b in zip(requests, batched, expected, strict=True):
+        assert a.to_json() == b.to_json(), request
+        assert a.release_policy_ids == b.release_policy_ids
+    outcomes = PolicyEngine(compiled, environment).outcomes(requests)
+    for request, outcome, b in zip(requests, outcomes, expected, strict=True):
+        assert (outcome.allowed, outcome.policy_ids, outcome.errors) == (b.allowed, b.policy_ids, b.errors), request
     return len(requests)
 
 
@@ -101,12 +114,13 @@ def random_requests(compiled: CompiledBundle, count: int, seed: int) -> list[Req
         if rng.random() < 0.3:
             start = NOW - dt.timedelta(minutes=rng.choice((10, 70)))
             grant = BreakGlassGrant("02", "emergency", start, start + dt.timedelta(hours=1))
-        person = PersonFacts(f"p{n}", {k: Fact(v, "gen", NOW) for k, v in facts.items()}, break_glass=grant)
+        subject = f"p{n % (count // 3 or 1)}"  # subjects repeat with other facts: batches must keep them apart
+        person = PersonFacts(subject, {k: Fact(v, "gen", NOW) for k, v in facts.items()}, break_glass=grant)
         action = rng.choice(("sign_in", "sign_in", "read", "write"))
         service = rng.choice(services + ["case-records"])
         record = None
         if action != "sign_in":
-            record = RecordRef(f"r{n}", rng.choice(orgs).id)
+            record = RecordRef(f"r{n % 17}", rng.choice(orgs).id)
             service = rng.choice((service, "case-records"))
         requested = None if rng.random() < 0.5 else tuple(rng.sample(sorted(facts), 3))
         requests.append(Request(person, action, service, NOW, record=record, requested_attributes=requested))
@@ -123,12 +137,15 @@ def test_many_random_requests_are_decided_identically_on_london(london: Compiled
 
 def test_awkward_policy_shapes_are_decided_identically(odd: CompiledBundle) -> None:
     requests = random_requests(odd, 600, seed=2)
+    p7 = PersonFacts("p7", {"organisation": Fact("camden", "s", NOW), "kind": Fact("borough", "s", NOW),
+                            "assurance": Fact(1, "s", NOW)})
+    requests += [Request(p7, "sign_in", "mash", NOW), Request(dataclasses.replace(p7, subject="p8"), "sign_in", "mash", NOW)]
     compare(odd, requests)
     fast = PolicyEngine(odd, odd.tests.environment)
     decisions = [fast.decide(r) for r in requests]
     fired = {pid for d in decisions for pid in (*d.policy_ids, *(p for o in d.obligations for p in o.policy_ids))}
     assert {"odd/literal-read", "odd/team-name", "odd/action-entity", "odd/is-in", "odd/forbid-everywhere",
-            "odd/glass-step"} <= fired
+            "odd/glass-step", "odd/person-literal"} <= fired
     assert any(d.errors for d in decisions)  # the evaluation error path was exercised (and denied)
 
 
@@ -168,3 +185,27 @@ def test_outcome_is_the_effect_of_decide(odd: CompiledBundle) -> None:
         assert (outcome.allowed, outcome.policy_ids, outcome.errors) == (
             decision.allowed, decision.policy_ids, decision.errors
         )
+
+
+def test_batches_refuse_what_is_not_a_request(london: CompiledBundle) -> None:
+    engine = PolicyEngine(london, london.tests.environment)
+    for method in (engine.decide_many, engine.outcomes):
+        with pytest.raises(PolicyError) as caught:
+            method([london.tests.cases[0].request, "not a request"])  # type: ignore[list-item]
+        assert caught.value.code is PolicyErrorCode.INVALID_INPUT
+    assert engine.decide_many([]) == [] and engine.outcomes(iter(())) == []
+
+
+def test_one_malformed_person_in_a_batch_fails_alone(london: CompiledBundle) -> None:
+    engine = PolicyEngine(london, london.tests.environment)
+    good = [case.request for case in london.tests.cases]
+    assurance = Fact(2, "s", NOW)
+    object.__setattr__(assurance, "value", "two")  # slipped past validation somehow
+    bad = PersonFacts("broken", {"organisation": Fact("camden", "s", NOW), "kind": Fact("borough", "s", NOW),
+                                 "assurance": Fact(2, "s", NOW)})
+    object.__setattr__(bad, "facts", {**bad.facts, "assurance": assurance})
+    broken = Request(bad, "sign_in", "discharge-hub", NOW)
+    decisions = engine.decide_many([*good[:5], broken, *good[5:]])
+    assert [d.to_json() for d in decisions[:5] + decisions[6:]] == [engine.decide(r).to_json() for r in good]
+    assert not decisions[5].allowed and decisions[5].errors
+    assert engine.outcomes([broken])[0].errors == decisions[5].errors
