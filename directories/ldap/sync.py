@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 500
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
+_SIZE_LIMIT_EXCEEDED = 4  # RFC 4511 §4.1.9
 _GENERALIZED_TIME = re.compile(r"^\d{14}(?:\.\d+)?Z$")
 
 
@@ -155,6 +156,15 @@ class DirectorySync:
             code = result.get("result")
             if code in SERVER_DOWN_RESULTS:
                 raise ServerFailure(f"paged search answered {result.get('description')}")
+            if code == _SIZE_LIMIT_EXCEEDED:
+                # Never return a truncated directory as if it were complete: a sync that
+                # silently stops at the limit would make everyone beyond it look deleted.
+                raise DirectoryError(
+                    DirectoryErrorCode.MISCONFIGURED,
+                    f"{self._config.id}: the server stopped the paged search at its size limit; allow the service "
+                    "account unlimited paged results (OpenLDAP: limits ... size.prtotal=unlimited; AD: MaxPageSize "
+                    "is per page and is not the problem)",
+                )
             if code != 0:
                 raise DirectoryError(
                     DirectoryErrorCode.MISCONFIGURED,
