@@ -20,7 +20,8 @@ from broker.throttle import Throttle
 from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel, AuthnContext, Identity
 from federation.organisations import Organisation, OrganisationRegistry
-from federation.sources import CallbackSource, PasswordSource, UpstreamRequest
+from federation.scoping import ScopeRules, apply_scope
+from federation.sources import CallbackSource, IdentitySource, PasswordSource, UpstreamRequest
 
 GENERIC_FAILURE = "Enter a correct email address and password."
 MESSAGES = {
@@ -99,9 +100,28 @@ class LoginService:
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None
-        return self._open_session(organisation.enrich(identity), source.id, ip=ip)
+        return self._open_session(identity, source, ip=ip)
 
-    def _open_session(self, identity: Identity, source_id: str, *, ip: str | None) -> tuple[str, SsoSession]:
+    def _open_session(self, identity: Identity, source: IdentitySource, *, ip: str | None) -> tuple[str, SsoSession]:
+        """Scope what the source asserted to what its organisation is authoritative for, add what
+        the registry derives (teams, job roles), and open a fresh session.
+
+        Raises BrokerError(LOGIN_FAILED) if the source placed the person in an organisation
+        that does not trust it (audited).
+        """
+        source_id = source.id
+        organisation = self._registry.get(identity.organisation)
+        try:
+            if organisation is None:
+                raise FederationError(FederationErrorCode.INVALID_TOKEN, f"unknown organisation {identity.organisation!r}")
+            scoped = apply_scope(identity, source.id, source.organisation, ScopeRules.for_organisation(organisation))
+        except FederationError as exc:
+            self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
+            raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
+        if scoped.dropped:
+            self._audit(AuditEvent("attribute_out_of_scope", "dropped", ip=ip,
+                                   details={"source": source.id, "organisation": organisation.id, "dropped": list(scoped.dropped)}))
+        identity = organisation.enrich(scoped.identity)
         subject_id = self._subjects.subject_for(identity.subject)
         cookie, session = self._sso.create(identity, subject_id)
         self._audit(
@@ -169,10 +189,7 @@ class LoginService:
         except FederationError as exc:
             self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
-        organisation = self._registry.get(identity.organisation)
-        if organisation is not None:
-            identity = organisation.enrich(identity)
-        return self._open_session(identity, source.id, ip=ip)
+        return self._open_session(identity, source, ip=ip)
 
     def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
         """Check a TOTP or recovery code for the session's person and raise the session to AAL2.

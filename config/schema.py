@@ -113,6 +113,18 @@ class OrganisationConfig(_Model):
     domains: list[str] = Field(default_factory=list)
     ods_codes: list[str] = Field(default_factory=list)
     memberships: list[str] = Field(default_factory=list, description="named groupings, e.g. 'London boroughs'")
+    require_mfa: bool = Field(default=False, description="everyone of this organisation signs in with a second factor")
+    authoritative_attributes: list[str] | None = Field(
+        default=None,
+        description="attributes this organisation's sources may assert (default: the standard person attributes)",
+    )
+    asserts_national_roles: bool = Field(
+        default=False, description="its sources may assert NHS national RBAC roles and activity codes"
+    )
+    accepts_sources: list[str] = Field(
+        default_factory=list,
+        description="ids of other organisations' sources trusted to sign in this organisation's people (e.g. CIS2)",
+    )
     sources: list[SourceConfig] = Field(default_factory=list)
     teams: list[TeamConfig] = Field(default_factory=list)
     role_mappings: list[RoleMappingConfig] = Field(default_factory=list)

@@ -45,6 +45,9 @@ class Organisation:
     memberships: tuple[str, ...] = ()
     teams: tuple[Team, ...] = ()
     role_mappings: tuple[RoleMapping, ...] = ()
+    authoritative_attributes: frozenset[str] | None = None
+    asserts_national_roles: bool = False
+    accepts_sources: frozenset[str] = frozenset()
 
     def enrich(self, identity: Identity) -> Identity:
         """Return ``identity`` with the teams and job roles its groups give it in this organisation.

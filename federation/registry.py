@@ -73,9 +73,14 @@ def _build_ldap(cfg: LdapSourceConfig, organisation: str, settings: Settings) ->
 def _build_oidc(cfg: OidcSourceConfig, organisation: str, settings: Settings) -> IdentitySource:
     """Build an upstream OIDC source (``type: oidc`` or ``nhs_cis2``); nothing is fetched yet.
 
-    People may be placed only in health organisations by the ODS codes those declare.
+    People may be placed, by an ODS code it declares, only in a health organisation that is
+    the source's own or accepts the source (``accepts_sources``); else in the source's own.
     """
-    index = health_ods_index((o.id, o.kind, o.ods_codes) for o in settings.organisations)
+    index = health_ods_index(
+        (o.id, o.kind, o.ods_codes)
+        for o in settings.organisations
+        if o.id == organisation or cfg.id in getattr(o, "accepts_sources", ())
+    )
     return build_oidc_source(cfg, organisation, index, production=settings.is_production)
 
 

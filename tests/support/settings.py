@@ -42,7 +42,7 @@ def demo_organisations() -> list[dict[str, Any]]:
          "memberships": boroughs,
          "role_mappings": [{"groups": ["School Admissions"], "job_roles": ["admissions-officer"]}]},
         {"id": "nhs", "name": "NHS (trusts and GP practices)", "kind": "health", "domains": ["nhs.test"],
-         "memberships": ["NHS", "London health organisations"]},
+         "memberships": ["NHS", "London health organisations"], "asserts_national_roles": True},
     ]
 
 
