@@ -38,6 +38,14 @@ class Pending:
     entities: cedarpy.Entities | None = None
     exclusive: bool = True  # the entities hold this person alone, under their own subject
     failure: Exception | None = None
+    virtual: bool = False  # only "what if" variants: none is asked under the real subject
+
+    def principal(self, position: int, variant: Variant) -> str:
+        """Return the Person id of a variant: the subject itself for the person's own state."""
+        subject = self.request.person.subject
+        if position == 0 and not self.virtual:
+            return subject
+        return f"{subject}{WHAT_IF}{variant[0]}{int(variant[1])}"
 
     @property
     def current(self) -> Variant:
@@ -59,11 +67,6 @@ def variants(request: Request, grant_active: bool, found: Slice | None, what_ifs
         levels.extend(level for level in ASSURANCE_LEVELS if level > own[0])
     glasses = [grant_active] + ([not grant_active] if found.reads_break_glass else [])
     return tuple((level, glass) for level in levels for glass in glasses)
-
-
-def principal_id(subject: str, position: int, variant: Variant) -> str:
-    """Return the Person id of a variant: the subject itself for the person's own state."""
-    return subject if position == 0 else f"{subject}{WHAT_IF}{variant[0]}{int(variant[1])}"
 
 
 def chunks(pending: Iterable[Pending], size: int = CHUNK) -> Iterator[list[Pending]]:

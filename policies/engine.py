@@ -36,7 +36,7 @@ from policies.model import (
     Obligation,
     Request,
 )
-from policies.batch import Pending, Variant, chunks, principal_id, variants
+from policies.batch import Pending, Variant, chunks, variants
 from policies.entities import EntityGraph, literals_read
 from policies.obligations import Outcome, find_obligations
 from policies.partition import PolicyIndex, Slice
@@ -161,6 +161,7 @@ class PolicyEngine:
         Raises PolicyError(INVALID_INPUT) if an item is not a Request.
         """
         items = _requests(requests, "decide_many")
+        speculative = len(items) == 1  # one request: ask its what-ifs up front, in the same call
         results: list[Decision | None] = [None] * len(items)
         pending = []
         for index, request in enumerate(items):
@@ -169,10 +170,12 @@ class PolicyEngine:
                 if unknown:
                     results[index] = self._failed(request, unknown)
                 else:
-                    pending.append(self._plan(index, request, what_ifs=True))
+                    pending.append(self._plan(index, request, what_ifs=speculative))
             except Exception as error:  # noqa: BLE001 - fail closed, this request alone
                 results[index] = self._guarded(request, lambda error=error: _reraise(error))
         self._run(pending)
+        if not speculative:
+            self._run_what_ifs(pending)
         for item in pending:
             results[item.index] = self._guarded(item.request, lambda item=item: self._assemble(item))
         return [r for r in results if r is not None]
@@ -244,6 +247,30 @@ class PolicyEngine:
                         item.known.clear()
                         self._run_alone(item)
 
+    def _run_what_ifs(self, pending: list[Pending]) -> None:
+        """Ask, in batches, the what-if questions of the requests whose answer may need them.
+
+        Those are the clean denies (step-up, break glass?) and the permits under an active
+        grant (would it permit without?). Anything not asked here is asked one by one later.
+        """
+        if not self._partitioned:
+            return
+        extra: list[tuple[Pending, Pending]] = []
+        for item in pending:
+            current = item.known.get(item.current)
+            if item.failure is not None or current is None or current.errors:
+                continue
+            if current.allowed and not item.grant_active:
+                continue
+            found = self._index.slice(item.request.action, item.request.service)
+            wanted = tuple(v for v in variants(item.request, item.grant_active, found, True) if v != item.current)
+            if wanted:
+                extra.append((item, Pending(item.index, item.request, item.grant_active, wanted, virtual=True)))
+        self._run([asked for _, asked in extra])
+        for item, asked in extra:
+            if asked.failure is None:
+                item.known.update(asked.known)
+
     def _run_alone(self, item: Pending) -> None:
         request = item.request
         try:
@@ -255,7 +282,7 @@ class PolicyEngine:
             item.failure = error
 
     def _run_chunk(self, found: Slice, chunk: list[Pending]) -> None:
-        people: list[dict[str, Any]] = []
+        people: list[str] = []
         own: list[dict[str, Any]] = []
         organisations: set[str] = set()
         starts: list[tuple[str, str]] = [(names.SERVICE, found.service)]
@@ -263,16 +290,16 @@ class PolicyEngine:
         slots: list[tuple[Pending, Variant]] = []
         for item in chunk:
             request = item.request
+            parts = self._person_parts(request)
             for position, variant in enumerate(item.variants):
-                uid = principal_id(request.person.subject, position, variant)
-                person = self._person_json(request, uid, *variant)
-                people.append(person)
+                uid = item.principal(position, variant)
+                people.append(self._person_entity(parts, uid, *variant))
                 cedar_request = self._cedar_request(request, request.action, {})
                 cedar_request["principal"] = _uid(names.PERSON, uid)
                 cedar_requests.append(cedar_request)
                 slots.append((item, variant))
             organisations.add(request.person.organisation)
-            starts.extend((names.TEAM, parent["id"]) for parent in people[-1]["parents"])
+            starts.extend((names.TEAM, team) for team in parts[1])
             if request.record is not None:
                 own.append(self._record_json(request))
                 starts.append((names.ORGANISATION, request.record.home_borough))
@@ -417,13 +444,15 @@ class PolicyEngine:
         Teams the environment does not know are left out (they cannot grant anything).
         Raises PolicyError(INVALID_INPUT) if the person does not fit the schema.
         """
-        person = self._person_json(request, request.person.subject, assurance, break_glass)
+        parts = self._person_parts(request)
+        person = self._person_entity(parts, request.person.subject, assurance, break_glass)
         own = [self._record_json(request)] if request.record is not None else []
         try:
             if not self._partitioned:
-                return self._base.with_added_json_str(json.dumps([person, *own]), self._compiled.schema)
+                delta = "[" + ",".join([person, *(json.dumps(e) for e in own)]) + "]"
+                return self._base.with_added_json_str(delta, self._compiled.schema)
             starts = [(names.SERVICE, request.service)]
-            starts.extend((names.TEAM, parent["id"]) for parent in person["parents"])
+            starts.extend((names.TEAM, team) for team in parts[1])
             if request.record is not None:
                 starts.append((names.ORGANISATION, request.record.home_borough))
             return self._graph.entities([person], [request.person.organisation], starts, own)
@@ -432,23 +461,32 @@ class PolicyEngine:
                 PolicyErrorCode.INVALID_INPUT, "the person does not fit the schema", [str(error)]
             ) from error
 
-    def _person_json(self, request: Request, uid: str, assurance: int, break_glass: bool) -> dict[str, Any]:
-        """Return the person as a Cedar JSON entity with id ``uid`` at ``assurance`` / ``break_glass``."""
+    def _person_parts(self, request: Request) -> tuple[str, list[str]]:
+        """Return the person's attributes as JSON without the closing brace, and their known teams.
+
+        Everything but ``assurance`` and ``break_glass``, which differ between what-if variants.
+        """
         person = request.person
         attrs: dict[str, Any] = {
             "organisation": _ref(names.ORGANISATION, person.organisation),
             "kind": str(person.facts["kind"].value),
-            "assurance": assurance,
-            "break_glass": break_glass,
         }
         for name in SET_FACTS:
             if name != "teams":
                 attrs[name] = sorted(set(person.strings(name)))
-        return {
-            "uid": _uid(names.PERSON, uid),
-            "attrs": attrs,
-            "parents": [_uid(names.TEAM, t) for t in sorted(set(person.strings("teams"))) if t in self._teams],
-        }
+        teams = [t for t in sorted(set(person.strings("teams"))) if t in self._teams]
+        return json.dumps(attrs, separators=(",", ":"))[:-1], teams
+
+    @staticmethod
+    def _person_entity(parts: tuple[str, list[str]], uid: str, assurance: int, break_glass: bool) -> str:
+        """Return one person variant as a Cedar JSON entity (text)."""
+        attrs, teams = parts
+        parents = ",".join(f'{{"type":"{names.TEAM}","id":{json.dumps(t)}}}' for t in teams)
+        return (
+            f'{{"uid":{{"type":"{names.PERSON}","id":{json.dumps(uid)}}},'
+            f'"attrs":{attrs},"assurance":{int(assurance)},"break_glass":{"true" if break_glass else "false"}}},'
+            f'"parents":[{parents}]}}'
+        )
 
     def _record_json(self, request: Request) -> dict[str, Any]:
         record = request.record
@@ -480,7 +518,7 @@ class PolicyEngine:
             "principal": _uid(names.PERSON, request.person.subject),
             "action": _uid(names.ACTION, action),
             "resource": resource,
-            "context": context,
+            "context": json.dumps(context) if context else "{}",  # text: cedarpy copies and re-encodes a dict
         }
 
     def evaluate(

@@ -114,14 +114,14 @@ class EntityGraph:
 
     def entities(
         self,
-        people: Sequence[Mapping[str, Any]],
+        people: Sequence[str],
         organisations: Iterable[str],
         starts: Iterable[Uid],
         own: Sequence[Mapping[str, Any]] = (),
     ) -> cedarpy.Entities:
         """Return Cedar entities for one or more decisions.
 
-        ``people`` are Cedar JSON person entities, ``organisations`` their
+        ``people`` are Cedar JSON person entities (text), ``organisations`` their
         organisations' ids, ``starts`` the further environment entities the requests
         start from (the service, their teams, a record's home borough) and ``own``
         request-only entities (records). Raises ValueError if the result does not fit
@@ -139,7 +139,7 @@ class EntityGraph:
         for entity in own:
             for uid in _references(entity):
                 wanted |= self._reach_of(uid)
-        fragments = [json.dumps(person, separators=(",", ":")) for person in people]
+        fragments = list(people)
         fragments.extend(json.dumps(entity, separators=(",", ":")) for entity in own)
         fragments.extend(self._fragments[uid] for uid in wanted - present)
         return base.with_added_json_str("[" + ",".join(fragments) + "]", self._schema)
