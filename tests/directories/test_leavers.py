@@ -266,3 +266,36 @@ def test_zero_interval_checks_every_use() -> None:
     check.check(person, "discharge-hub", "Hub")
     check.check(person, "discharge-hub", "Hub")
     assert source.calls == 2
+
+
+@pytest.mark.peer("slapd")
+def test_account_deleted_from_openldap_loses_access_at_the_next_sso_use(
+    settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer
+) -> None:
+    import uuid
+
+    import ldap3
+
+    from tests.peers.slapd import HACKNEY
+
+    app, services = build_app(settings_factory, camden_source(samba_camden), newham_source(samba_newham),
+                              hackney_source(slapd_hackney, status_recheck_seconds=0))
+    uid = f"t{uuid.uuid4().hex[:10]}"
+    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
+                             password=HACKNEY.admin_password, auto_bind=True)
+    try:
+        assert admin.add(HACKNEY.person_dn(uid), ["top", "inetOrgPerson"],
+                         {"uid": uid, "cn": "Temp Worker", "sn": "Worker", "mail": f"{uid}@hackney.test", "userPassword": PASSWORD})
+        client = app.test_client()
+        signed_in_with_tokens(client, f"{uid}@hackney.test")
+        subject_id = records(services, "signin", "success")[-1].actor
+        assert "code=" in sso_reuse(client).headers["Location"]
+        assert admin.delete(HACKNEY.person_dn(uid))  # the leaver's entry is removed
+        refused = sso_reuse(client)
+        assert refused.status_code == 403
+        assert services.sso.live_sids_for_subject(subject_id) == []
+        [denied] = records(services, "leaver_check", "denied")
+        assert "no longer exists" in denied.details["reason"]
+    finally:
+        admin.unbind()
+        services.engine.dispose()
