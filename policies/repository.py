@@ -1,8 +1,9 @@
 """Where governed bundle versions live: a small repository protocol and an in-memory store.
 
 The SQL implementation (one table of versions, one of history, one row naming the
-active version) comes from the integrator; it must pass the same conformance tests
-(tests/policies/test_repository.py) and make ``activate`` a single transaction.
+active version) is ``broker.policy_store.SqlBundleRepository``; it passes the same
+conformance tests (tests/policies/test_policies_repository.py) and makes ``activate``
+a single transaction.
 """
 
 from __future__ import annotations
