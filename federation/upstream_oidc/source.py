@@ -143,8 +143,12 @@ class OidcUpstream:
         return UpstreamStart(url=metadata.authorization_endpoint + separator + urlencode(params), state=kept)
 
     def _acr_values(self, level: AssuranceLevel) -> list[str]:
-        """acr_values for the lowest configured level at or above ``level`` (none if none is)."""
+        """acr_values for ``level``, else for the nearest higher configured level (asking for
+        more is safe: the answer is checked against ``level``); none for AAL1 unless configured,
+        since every authentication reaches it."""
         table = self._cfg.effective_acr_values
+        if level is AssuranceLevel.AAL1:
+            return table.get("AAL1", [])
         for candidate in AssuranceLevel:
             if candidate >= level and candidate.name in table:
                 return table[candidate.name]
