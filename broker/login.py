@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode
@@ -80,6 +81,14 @@ class LoginService:
 
         Raises BrokerError(LOGIN_FAILED) with a message for the person; the audit log gets the reason.
         """
+        identity, source_id = self.verify_password(email, password, ip=ip)
+        return self._start_session(identity, source_id, ip=ip)
+
+    def verify_password(self, email: str, password: str, *, ip: str | None) -> tuple[Identity, str]:
+        """Check a password without opening a session; return (the scoped identity, source id).
+
+        Used by sign-in and by account linking. Raises BrokerError as ``sign_in`` does.
+        """
         organisation = self.discover(email)
         source = next((s for s in organisation.sources if isinstance(s, PasswordSource)), None)
         if source is None:
@@ -100,16 +109,15 @@ class LoginService:
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None
-        return self._open_session(identity, source, ip=ip)
+        return self._scoped(identity, source, ip=ip), source.id
 
-    def _open_session(self, identity: Identity, source: IdentitySource, *, ip: str | None) -> tuple[str, SsoSession]:
-        """Scope what the source asserted to what its organisation is authoritative for, add what
-        the registry derives (teams, job roles), and open a fresh session.
+    def _scoped(self, identity: Identity, source: IdentitySource, *, ip: str | None) -> Identity:
+        """Scope what the source asserted to what its organisation is authoritative for and add
+        what the registry derives (teams, job roles).
 
         Raises BrokerError(LOGIN_FAILED) if the source placed the person in an organisation
         that does not trust it (audited).
         """
-        source_id = source.id
         organisation = self._registry.get(identity.organisation)
         try:
             if organisation is None:
@@ -121,7 +129,13 @@ class LoginService:
         if scoped.dropped:
             self._audit(AuditEvent("attribute_out_of_scope", "dropped", ip=ip,
                                    details={"source": source.id, "organisation": organisation.id, "dropped": list(scoped.dropped)}))
-        identity = organisation.enrich(scoped.identity)
+        return organisation.enrich(scoped.identity)
+
+    def open_session(self, identity: Identity, source_id: str, *, ip: str | None) -> tuple[str, SsoSession]:
+        """Open a fresh SSO session for an identity already verified and scoped; return (cookie, session)."""
+        return self._start_session(identity, source_id, ip=ip)
+
+    def _start_session(self, identity: Identity, source_id: str, *, ip: str | None) -> tuple[str, SsoSession]:
         subject_id = self._subjects.subject_for(identity.subject)
         cookie, session = self._sso.create(identity, subject_id)
         self._audit(
@@ -150,7 +164,8 @@ class LoginService:
             if isinstance(source, CallbackSource)
         ]
 
-    def start_upstream(self, source_id: str, request: UpstreamRequest, *, ip: str | None) -> tuple[str, str]:
+    def start_upstream(self, source_id: str, request: UpstreamRequest, *, ip: str | None,
+                       extras: dict[str, Any] | None = None) -> tuple[str, str]:
         """Begin a sign-in at an upstream identity provider; return (state key, redirect URL).
 
         The state is kept server-side for ten minutes and can be taken once; the web layer
@@ -167,7 +182,8 @@ class LoginService:
             organisation = self._registry.get(source.organisation)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name if organisation else source.id)) from None
         key = secrets.token_urlsafe(24)
-        self._state.add(UPSTREAM_NAMESPACE, key, {"source": source.id, "state": dict(started.state)}, UPSTREAM_TTL_SECONDS)
+        kept = {"source": source.id, "state": dict(started.state), "extras": dict(extras or {})}
+        self._state.add(UPSTREAM_NAMESPACE, key, kept, UPSTREAM_TTL_SECONDS)
         self._audit(AuditEvent("upstream_redirect", "success", ip=ip, details={"source": source.id}))
         return key, started.url
 
@@ -177,6 +193,16 @@ class LoginService:
 
         The kept state is taken once (a replayed or forged callback finds none). Raises
         BrokerError(LOGIN_FAILED) with a message for the person; the audit log gets the reason.
+        """
+        identity, _ = self.verify_upstream(source_id, key, params, callback_url, ip=ip)
+        return self._start_session(identity, source_id, ip=ip)
+
+    def verify_upstream(self, source_id: str, key: str | None, params: dict[str, str], callback_url: str, *,
+                        ip: str | None) -> tuple[Identity, dict[str, Any]]:
+        """Validate an upstream's answer without opening a session; return (the scoped identity,
+        the extras kept with the state at the start, e.g. the purpose "link").
+
+        Raises BrokerError as ``finish_upstream`` does.
         """
         taken = self._state.take(UPSTREAM_NAMESPACE, key) if key else None
         source = self._registry.source(source_id)
@@ -189,7 +215,7 @@ class LoginService:
         except FederationError as exc:
             self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
-        return self._open_session(identity, source, ip=ip)
+        return self._scoped(identity, source, ip=ip), dict(taken.value.get("extras", {}))
 
     def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
         """Check a TOTP or recovery code for the session's person and raise the session to AAL2.

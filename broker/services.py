@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.access import AccessGate, MfaRequirement, OpenAccess
 from broker.audit import AuditEvent, AuditLog
 from broker.break_glass import BreakGlassService
+from broker.linking import AccountLinking
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
@@ -51,6 +52,7 @@ class Services:
     login: LoginService
     oidc: OidcProvider
     break_glass: BreakGlassService
+    linking: AccountLinking
 
 
 def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], MasterKey]:
@@ -161,4 +163,5 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         ),
         oidc=oidc,
         break_glass=break_glass,
+        linking=AccountLinking(db, subjects, sso, audit.append),
     )

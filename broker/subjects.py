@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.storage.models import SubjectRow
+from broker.storage.models import AccountLinkRow, SubjectRow
 from broker.storage.types import utcnow
 from federation.identity import SubjectRef
 
@@ -20,7 +20,8 @@ class Subjects:
         self._sessions = sessions
 
     def subject_for(self, ref: SubjectRef) -> str:
-        """Return the broker subject for ``ref``, creating it on first sight (safe under races)."""
+        """Return the broker subject for ``ref`` (the linked person's, if the account is linked),
+        creating it on first sight (safe under races)."""
         found = self._find(ref)
         if found:
             return found
@@ -35,7 +36,13 @@ class Subjects:
         return found
 
     def _find(self, ref: SubjectRef) -> str | None:
+        """Return the broker subject of ``ref``: the one it is linked to, else its own, else None."""
         with self._sessions() as session:
+            linked = session.execute(
+                select(AccountLinkRow.subject_id).where(AccountLinkRow.issuer == ref.issuer, AccountLinkRow.subject == ref.subject)
+            ).scalar_one_or_none()
+            if linked is not None:
+                return linked
             return session.execute(
                 select(SubjectRow.id).where(SubjectRow.issuer == ref.issuer, SubjectRow.subject == ref.subject)
             ).scalar_one_or_none()

@@ -277,3 +277,16 @@ class PrivacyAlertRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AccountLinkRow(Base):
+    """A second account (issuer, subject) linked to a broker subject, with the evidence for it."""
+
+    __tablename__ = "account_links"
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16))  # proved_both | administrator
+    evidence: Mapped[str] = mapped_column(Text)  # JSON
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    linked_by: Mapped[str] = mapped_column(String(255))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, session, url_for
 
-from broker.web.context import services, sso_cookie_name
+from broker.web.context import current_session, services, sso_cookie_name
+from broker.web.linking_views import LINK_PURPOSE, finish_link
 from broker.web.login_views import PENDING
 from broker.web.security import client_ip
 from federation.identity import AssuranceLevel
@@ -75,7 +76,10 @@ def callback(source_id: str) -> Response | str:
         return render_template("bounce.html", title="Continue signing in", action=request.path, fields=fields)
     key = session.pop(UPSTREAM, None)
     values = {k: v for k, v in params.items() if k not in {BOUNCED, "csrf_token"}}
-    cookie, sso = services().login.finish_upstream(source_id, key, values, callback_url(source_id), ip=client_ip())
+    identity, extras = services().login.verify_upstream(source_id, key, values, callback_url(source_id), ip=client_ip())
+    if extras.get("purpose") == LINK_PURPOSE:
+        return finish_link(current_session(), extras.get("sid"), identity)
+    cookie, sso = services().login.open_session(identity, source_id, ip=client_ip())
     pending = session.get(PENDING)
     session.clear()
     if pending:
