@@ -32,7 +32,7 @@ from tests.peers.oidc_upstream import OidcUpstreamPeer, follow, served_broker, s
 from tests.support.databases import fresh_database
 from tests.support.http_login import csrf_token
 from tests.support.live import free_port
-from tests.support.settings import TEST_REDIRECT_URI, demo_organisations
+from tests.support.settings import LONDON_BUNDLE, TEST_REDIRECT_URI, demo_organisations
 
 pytestmark = pytest.mark.peer("node")
 
@@ -43,7 +43,8 @@ ODS_INDEX = {"RAL": "royal-free", "RRV": "uclh"}
 CIS2_ATTRIBUTES = ["name", "given_name", "family_name", "email", "gmc_id", "nmc_id", "uid", "ods_code", "role_name",
                    "selected_role_id", "associated_ods_codes", "nhs_user_id", "id_assurance_level", "upstream_amr"]
 # What a trust declares (federation.scoping): it accepts CIS2, which may assert national roles and these attributes.
-TRUSTS_CIS2 = {"accepts_sources": ["nhs-cis2"], "asserts_national_roles": True, "authoritative_attributes": CIS2_ATTRIBUTES}
+TRUSTS_CIS2 = {"accepts_sources": ["nhs-cis2"], "asserts_national_roles": True, "authoritative_attributes": CIS2_ATTRIBUTES,
+               "memberships": ["NHS", "London health organisations"]}
 
 
 @dataclasses.dataclass
@@ -91,7 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.setenv("CIS2_WORLD_CLIENT_SECRET", "cis2-world-client-secret-0123456789abcdef")
         organisations = [o for o in demo_organisations() if o["id"] != "nhs"] + [
             {"id": "nhs", "name": "NHS (trusts and GP practices)", "kind": "health", "domains": ["nhs.test"],
-             "memberships": ["NHS"], **{k: v for k, v in TRUSTS_CIS2.items() if k != "accepts_sources"},
+             **{k: v for k, v in TRUSTS_CIS2.items() if k != "accepts_sources"},
              "sources": [{"type": "nhs_cis2", "id": "nhs-cis2", "display_name": "NHS smartcard (CIS2)",
                           "issuer": upstream_issuer, "client_id": BROKER_CLIENT}]},
             {"id": "royal-free", "name": "Royal Free London NHS Foundation Trust", "kind": "health", "ods_codes": ["RAL"],
@@ -105,6 +106,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "organisations": organisations,
             "applications": [{"client_id": "discharge-hub", "name": "Hospital Discharge Hub",
                               "redirect_uris": [TEST_REDIRECT_URI], "client_secret": {"env": "CIS2_WORLD_CLIENT_SECRET"}}],
+            "policies": {"bundle": str(LONDON_BUNDLE)},
         }
         path = folder / "broker.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -194,6 +196,39 @@ def test_an_application_receives_a_code_after_cis2_sign_in(peer: World) -> None:
     identity = _session_identity(peer, browser)
     assert identity.authn.assurance is AssuranceLevel.AAL2 and identity.organisation == "uclh"
     assert identity.roles == ("S0010:G0020:R8001",)
+
+
+def _authorize(world: World, email: str) -> tuple[requests.Session, requests.Response]:
+    """An application's request, then the email page, then wherever the upstream and policies lead."""
+    from tests.support.flask_flow import authorize_params, pkce_pair
+
+    browser = requests.Session()
+    _, challenge = pkce_pair()
+    first = browser.get(f"{world.broker}/authorize", params=authorize_params(challenge), allow_redirects=False, timeout=10)
+    assert first.is_redirect
+    page = browser.get(f"{world.broker}/login", timeout=10)
+    started = browser.post(f"{world.broker}/login", data={"csrf_token": csrf_token(page.text), "email": email},
+                           allow_redirects=False, timeout=10)
+    return browser, follow(browser, started.headers["Location"], stop_prefix=TEST_REDIRECT_URI)
+
+
+def test_discharge_hub_policy_steps_an_aal1_clinician_up_at_cis2(peer: World) -> None:
+    browser, done = _authorize(peer, "locum@nhs.test")
+    location = done.headers.get("Location", "")
+    assert location.startswith(TEST_REDIRECT_URI) and "code=" in location, (done.status_code, done.text[:1000])
+    redirects = [r for r in peer.services.audit.records() if r.event == "upstream_redirect"]
+    assert len(redirects) >= 2  # the sign-in, then the step-up
+    identity = _session_identity(peer, browser)
+    assert identity.authn.assurance is AssuranceLevel.AAL2 and identity.roles == ("S0010:G0020:R8000",)
+    assert identity.organisation == "royal-free"
+
+
+@pytest.mark.parametrize("email", ["privacy-officer@nhs.test", "no-role@nhs.test"])
+def test_discharge_hub_policy_refuses_nhs_staff_without_a_clinical_role(peer: World, email: str) -> None:
+    _, done = _authorize(peer, email)
+    assert not done.headers.get("Location", "").startswith(TEST_REDIRECT_URI)
+    decision = [r for r in peer.services.audit.records() if r.event == "policy_decision"][-1]
+    assert decision.outcome == "deny"
 
 
 def test_step_up_goes_back_to_cis2_with_acr_values_and_prompt_login(peer: World) -> None:

@@ -100,6 +100,15 @@ const ACCOUNTS = {
       nhsid_nrbac_roles: [role('555000002201', 'RAL', 'S8000:G8001:R0001', '"Admin & Clerical":"Privacy Officer"', ['B0015'])],
     },
   },
+  locum: {
+    methods: [AAL1_PASSWORD, AAL2_OTP],
+    idToken: { name: 'Lee Locum', selected_roleid: '555000002401', id_assurance_level: '3' },
+    userinfo: {
+      name: 'Lee Locum', email: 'lee.locum@nhs.test', nhsid_useruid: '555000000006', uid: '555000000006',
+      idassurancelevel: '3', gmc_id: '7098765', nhsid_user_orgs: [ORGS.RAL],
+      nhsid_nrbac_roles: [role('555000002401', 'RAL', 'S0010:G0020:R8000', '"Clinical":"Clinical Provision":"Clinical Practitioner Access Role"')],
+    },
+  },
   'no-role': {
     methods: [AAL1_PASSWORD],
     idToken: { name: 'Nell Norole', id_assurance_level: '2' },
