@@ -247,3 +247,16 @@ def test_policy_test_runs_the_cases_and_reports_coverage(settings, tmp_path) -> 
     assert "bundle directory not found" in refused(policy(settings, "test", str(tmp_path / "none")))
     (candidate / "bundle.yaml").unlink()
     assert "bundle.yaml" in refused(policy(settings, "test", str(candidate)))
+
+
+def test_an_unmigrated_database_says_what_to_run(settings_factory) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_factory()
+    out = refused(policy(settings, "history", "--as", "carol"))
+    assert "supercloud db upgrade" in out
+
+
+def test_a_bad_time_is_refused(settings, services) -> None:  # type: ignore[no-untyped-def]
+    activate_v1(settings)
+    out = refused(policy(settings, "who-can", "mash", "--people", TESTS_YAML, "--environment", TESTS_YAML,
+                         "--at", "teatime", "--as", "carol"))
+    assert "--at 'teatime' is not an ISO 8601 time" in out
