@@ -56,8 +56,8 @@ def assurance(claims: Mapping[str, Any]) -> AssuranceLevel:
     inconsistent answer is read at its weakest). "0" counts as AAL1, our floor.
     """
     acr = claims.get("acr")
-    low, high = ACR_RANGES.get(acr, (AssuranceLevel.AAL1, AssuranceLevel.AAL1)) if isinstance(acr, str) else (
-        AssuranceLevel.AAL1, AssuranceLevel.AAL1)
+    floor = (AssuranceLevel.AAL1, AssuranceLevel.AAL1)
+    low, high = ACR_RANGES.get(acr, floor) if isinstance(acr, str) else floor
     stated = claims.get("authentication_assurance_level")
     if isinstance(stated, int) and not isinstance(stated, bool):
         stated = str(stated)

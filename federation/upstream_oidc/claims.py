@@ -10,6 +10,7 @@ dropped (compare Warehouse's upstream OIDC claim checks).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from config.oidc_source import ClaimRules
 from federation.errors import FederationError, FederationErrorCode
 
 log = logging.getLogger(__name__)
+_PRINTABLE = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 #: Claims the protocol itself uses (OIDC Core §2, §5.1; RFC 9068; CIS2 transport claims).
 PROTOCOL_CLAIMS = frozenset({
@@ -49,5 +51,7 @@ def apply_rules(source_id: str, claims: Mapping[str, Any], rules: ClaimRules) ->
             raise FederationError(FederationErrorCode.INVALID_TOKEN, f"required claim {claim!r} is missing")
     unexpected = sorted(set(claims) - PROTOCOL_CLAIMS - rules.used - set(rules.ignored))
     if unexpected:
-        log.info("upstream %s sent claims it is not trusted for (not used): %s", source_id, ", ".join(unexpected[:50]))
+        # Names only (never values), and only printable ones: a claim name cannot forge a log line.
+        shown = [n if _PRINTABLE.match(n) else "<unprintable>" for n in unexpected[:50]]
+        log.info("upstream %s sent claims it is not trusted for (not used): %s", source_id, ", ".join(shown))
     return {k: v for k, v in claims.items() if k in PROTOCOL_CLAIMS or k in rules.used}

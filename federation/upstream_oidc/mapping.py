@@ -70,8 +70,13 @@ def mapped_attributes(
 
 
 def authenticated_at(claims: Mapping[str, Any]) -> dt.datetime:
-    """Return ``auth_time`` (OIDC Core §2), else ``iat``, as an aware datetime."""
+    """Return ``auth_time`` (OIDC Core §2), else ``iat``, as an aware datetime.
+
+    Raises FederationError(INVALID_TOKEN) if it is not a plausible NumericDate.
+    """
     when = claims.get("auth_time", claims.get("iat"))
+    if isinstance(when, bool) or not isinstance(when, int | float) or not 0 < when < 1e11:
+        raise FederationError(FederationErrorCode.INVALID_TOKEN, "auth_time is not a NumericDate")
     return dt.datetime.fromtimestamp(float(when), dt.UTC)
 
 

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -279,5 +278,5 @@ def _s256(verifier: str) -> str:
 def _json_or_none(response: HttpResponse) -> dict[str, Any] | None:
     try:
         return response.json()
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None

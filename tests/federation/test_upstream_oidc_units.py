@@ -420,3 +420,17 @@ def test_claim_rules_refuse_missing_required_and_drop_unexpected(caplog: pytest.
     for empty in (None, "", []):
         with pytest.raises(FederationError, match="required claim 'name'"):
             apply_rules("nhs-cis2", {"sub": "1", "name": empty}, rules)
+
+
+def test_a_malformed_auth_time_is_refused_not_a_crash() -> None:
+    for value in ("yesterday", True, -5, 1e12):
+        with pytest.raises(FederationError, match="NumericDate"):
+            cis2.Cis2Profile().identity(_claims(auth_time=value), _ctx())
+
+
+def test_unexpected_claim_names_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    from config.oidc_source import ClaimRules
+
+    caplog.set_level(logging.INFO)
+    apply_rules("nhs-cis2", {"sub": "1", "evil\nINFO forged line": "x"}, ClaimRules())
+    assert "<unprintable>" in caplog.text and "forged line" not in caplog.text
