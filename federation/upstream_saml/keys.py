@@ -67,9 +67,9 @@ class SpKeys:
     encryption_files: KeyFiles
 
 
-def generate_key_pair(common_name: str) -> KeyPair:
-    """Return a new RSA key and a self-signed certificate (SHA-256) naming ``common_name``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+def generate_key_pair(common_name: str, bits: int = RSA_BITS) -> KeyPair:
+    """Return a new RSA key of ``bits`` and a self-signed certificate (SHA-256) naming ``common_name``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     cert = (

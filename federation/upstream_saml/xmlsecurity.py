@@ -332,8 +332,21 @@ def children(element: ElementTree.Element, tag: str) -> Iterable[ElementTree.Ele
 
 def sign_metadata(descriptor: Any, security_context: Any) -> bytes:
     """Return a pysaml2 ``EntityDescriptor`` signed with the security context's own key
-    (RSA-SHA256, SHA-256 digest), as XML bytes."""
+    (RSA-SHA256, SHA-256 digest), as XML bytes.
+
+    pysaml2 advertises every algorithm xmlsec1 knows (SAML Metadata Profile for Algorithm
+    Support: ``alg:DigestMethod``, ``alg:SigningMethod``), SHA-1 and MD5 included; only the
+    allowed ones are kept, so no IdP is invited to sign for us with them.
+    """
     from saml2.metadata import sign_entity_descriptor
+
+    extensions = getattr(descriptor, "extensions", None)
+    if extensions is not None:
+        extensions.extension_elements = [
+            e for e in extensions.extension_elements
+            if e.tag not in {"DigestMethod", "SigningMethod"}
+            or e.attributes.get("Algorithm") in SIGNATURE_ALGORITHMS | DIGEST_ALGORITHMS
+        ]
 
     _, xml = sign_entity_descriptor(descriptor, None, security_context, sign_alg=SIGN_ALG, digest_alg=DIGEST_ALG)
     return xml if isinstance(xml, bytes) else str(xml).encode()

@@ -1,0 +1,380 @@
+"""Attacks on our SAML SP side, built from real SimpleSAMLphp responses: modified and left
+with a broken signature, re-signed with the IdP's own key (to reach the rule behind the
+signature), or signed with a key of the attacker's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from lxml import etree
+
+from federation.errors import FederationError, FederationErrorCode
+from federation.sources import UpstreamRequest
+from federation.upstream_saml.keys import generate_key_pair
+from tests.federation.test_upstream_saml import SamlBroker, saml_broker  # noqa: F401 - fixture
+from tests.peers.simplesamlphp import (
+    DS_NS,
+    OFFICER_PASSWORD,
+    SAML_NS,
+    SAMLP_NS,
+    decode_response,
+    idp_login,
+    resign_assertion,
+    simplesamlphp_barnet,  # noqa: F401 - the session fixture
+    with_response,
+)
+
+ACS = "http://127.0.0.1:8000/login/callback/barnet-saml"
+
+
+def _refused(broker: SamlBroker, response: Any, reason: str | None = None) -> str:
+    """Check the callback answered the generic failure page; return the audited reason."""
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.headers.get("Location") is None
+    record = list(broker.services.audit.records())[-1]
+    assert (record.event, record.outcome) == ("signin", "failure")
+    assert "bola" not in str(record.details).lower() and "okafor" not in str(record.details).lower()
+    if reason is not None:
+        assert reason in record.details["reason"], record.details["reason"]
+    return str(record.details["reason"])
+
+
+def _edit(fields: dict[str, str], change: Any, *, resign_with: tuple[str, str] | None = None) -> dict[str, str]:
+    """Return ``fields`` with the response changed by ``change(root)`` (and re-signed if asked)."""
+    root = etree.fromstring(decode_response(fields))
+    change(root)
+    xml = etree.tostring(root)
+    if resign_with is not None:
+        xml = resign_assertion(xml, *resign_with)
+    return with_response(fields, xml)
+
+
+def _assertion(root: Any) -> Any:
+    return root.find(f"{{{SAML_NS}}}Assertion")
+
+
+def _idp_key(broker: SamlBroker) -> tuple[str, str]:
+    return broker.idp.idp_key_pem, broker.idp.idp_cert_pem
+
+
+def test_an_untouched_response_is_accepted_after_re_signing_with_the_idp_key(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    resigned = _edit(fields, lambda root: None, resign_with=_idp_key(saml_broker))
+    assert saml_broker.deliver(client, resigned).status_code == 302  # the forging itself is sound
+
+
+def test_an_unsigned_response_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def strip(root: Any) -> None:
+        assertion = _assertion(root)
+        assertion.remove(assertion.find(f"{{{DS_NS}}}Signature"))
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, strip)), "pysaml2 refused")
+
+
+def test_an_empty_signature_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def empty(root: Any) -> None:
+        signature = _assertion(root).find(f"{{{DS_NS}}}Signature")
+        signature.find(f"{{{DS_NS}}}SignatureValue").text = ""
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, empty)))
+
+
+def test_a_tampered_assertion_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def promote(root: Any) -> None:
+        for value in root.iter(f"{{{SAML_NS}}}AttributeValue"):
+            if value.text == "Children's Services":
+                value.text = "Camden Social Care"
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, promote)), "pysaml2 refused")
+
+
+def test_an_assertion_signed_by_another_key_with_its_certificate_embedded_is_refused(saml_broker: SamlBroker) -> None:
+    attacker = generate_key_pair("attacker", bits=2048)
+    client, fields = saml_broker.capture()
+    forged = _edit(fields, lambda root: None, resign_with=(attacker.key_pem, attacker.cert_pem))
+    _refused(saml_broker, saml_broker.deliver(client, forged), "pysaml2 refused")
+
+
+def test_an_hmac_signature_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def hmac(root: Any) -> None:
+        method = root.find(f".//{{{DS_NS}}}SignatureMethod")
+        method.set("Algorithm", "http://www.w3.org/2000/09/xmldsig#hmac-sha1")
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, hmac)), "signature algorithm")
+
+
+def test_a_sha1_signature_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    _refused(saml_broker, saml_broker.deliver(client, _edit(
+        fields, lambda root: root.find(f".//{{{DS_NS}}}DigestMethod").set("Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1"),
+    )), "digest algorithm")
+
+
+def test_a_replayed_response_is_refused_by_the_kept_state(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    assert saml_broker.deliver(client, fields).status_code == 302
+    bounce = saml_broker.deliver(client, fields)  # no sign-in in progress: bounced once, like a cross-site POST
+    assert bounce.status_code == 200 and 'name="_bounced"' in bounce.get_data(as_text=True)
+    from tests.support.http_login import csrf_token
+
+    replay = saml_broker.deliver(client, {**fields, "_bounced": "1", "csrf_token": csrf_token(bounce.get_data(as_text=True))})
+    assert replay.status_code == 400 and "Start again" in replay.get_data(as_text=True)
+    assert list(saml_broker.services.audit.records())[-1].details["reason"] == "no sign-in in progress for this browser"
+
+
+def _direct(broker: SamlBroker, **request: Any) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """Start at the source itself (no browser binding); return (source, kept state, IdP answer)."""
+    source = broker.services.registry.source("barnet-saml")
+    started = source.start(UpstreamRequest(ACS, **request))
+    fields = idp_login(requests.Session(), started.url, "officer", OFFICER_PASSWORD)
+    return source, dict(started.state), {k: v for k, v in fields.items() if k != "action"}
+
+
+def test_a_replayed_assertion_is_refused_by_the_assertion_id_cache(saml_broker: SamlBroker) -> None:
+    source, state, fields = _direct(saml_broker)
+    assert source.finish(fields, state, ACS).organisation == "barnet"
+    with pytest.raises(FederationError) as caught:
+        source.finish(fields, state, ACS)
+    assert caught.value.code is FederationErrorCode.INVALID_TOKEN and "replayed" in caught.value.reason
+
+
+def test_a_concurrent_replay_is_accepted_exactly_once(saml_broker: SamlBroker) -> None:
+    source, state, fields = _direct(saml_broker)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            source.finish(fields, state, ACS)
+            outcomes.append("accepted")
+        except FederationError as exc:
+            outcomes.append(exc.reason)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("accepted") == 1 and sum("replayed" in o for o in outcomes) == 3
+
+
+@pytest.mark.parametrize(
+    ("what", "path", "attribute"),
+    [
+        ("audience", f".//{{{SAML_NS}}}Audience", None),
+        ("recipient", f".//{{{SAML_NS}}}SubjectConfirmationData", "Recipient"),
+    ],
+)
+def test_an_assertion_for_another_sp_is_refused(saml_broker: SamlBroker, what: str, path: str, attribute: str | None) -> None:
+    client, fields = saml_broker.capture()
+
+    def elsewhere(root: Any) -> None:
+        element = root.find(path)
+        if attribute is None:
+            element.text = "https://other-sp.test/saml"
+        else:
+            element.set(attribute, "https://other-sp.test/acs")
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, elsewhere, resign_with=_idp_key(saml_broker))))
+
+
+def test_a_response_for_another_destination_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    forged = _edit(fields, lambda root: root.set("Destination", "https://other-sp.test/acs"))
+    _refused(saml_broker, saml_broker.deliver(client, forged), "Destination")
+
+
+def test_a_response_without_destination_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def drop(root: Any) -> None:
+        del root.attrib["Destination"]
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, drop)), "Destination is missing")
+
+
+def test_an_expired_assertion_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def expire(root: Any) -> None:
+        for element in root.iter(f"{{{SAML_NS}}}Conditions", f"{{{SAML_NS}}}SubjectConfirmationData"):
+            element.set("NotOnOrAfter", past)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, expire, resign_with=_idp_key(saml_broker))))
+
+
+def test_a_response_to_another_browsers_request_is_refused(saml_broker: SamlBroker) -> None:
+    _, victims = saml_broker.capture()  # the victim's response, captured
+    attacker, _ = saml_broker.begin()  # the attacker's own sign-in, with its own request ID
+    _refused(saml_broker, saml_broker.deliver(attacker, victims), "pysaml2 refused")
+
+
+def test_an_unsolicited_response_is_refused(saml_broker: SamlBroker) -> None:
+    idp = saml_broker.idp
+    browser = requests.Session()
+    page = browser.get(f"{idp.base_url}saml2/idp/SSOService.php",
+                       params={"spentityid": "http://127.0.0.1:8000/saml/sp/barnet-saml"}, timeout=10)
+    from tests.peers.simplesamlphp import form_fields
+
+    action, login = form_fields(page.text)
+    login.update({"username": "officer", "password": OFFICER_PASSWORD})
+    answer = browser.post(requests.compat.urljoin(page.url, action), data=login, timeout=10)
+    _, fields = form_fields(answer.text)
+    assert b"InResponseTo" not in decode_response(fields)
+    # In a browser that started a sign-in: the response answers no request of ours.
+    client, _ = saml_broker.begin()
+    _refused(saml_broker, saml_broker.deliver(client, fields))
+    # At the source itself, with no request kept: unsolicited, refused unless enabled.
+    source = saml_broker.services.registry.source("barnet-saml")
+    with pytest.raises(FederationError) as caught:
+        source.finish(fields, {}, ACS)
+    assert "unsolicited" in caught.value.reason or "UnsolicitedResponse" in caught.value.reason
+
+
+def test_xsw_an_unsigned_assertion_beside_the_signed_one_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:
+        original = _assertion(root)
+        evil = etree.fromstring(etree.tostring(original))
+        evil.set("ID", "_evil")
+        evil.remove(evil.find(f"{{{DS_NS}}}Signature"))
+        evil.find(f".//{{{SAML_NS}}}NameID").text = "someone.else"
+        original.addprevious(evil)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
+
+
+def test_xsw_a_copy_with_the_same_id_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:
+        original = _assertion(root)
+        evil = etree.fromstring(etree.tostring(original))
+        evil.remove(evil.find(f"{{{DS_NS}}}Signature"))
+        evil.find(f".//{{{SAML_NS}}}NameID").text = "someone.else"
+        original.addprevious(evil)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)), "same ID")
+
+
+def test_xsw_the_signed_assertion_hidden_in_extensions_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:
+        original = _assertion(root)
+        evil = etree.fromstring(etree.tostring(original))
+        evil.set("ID", "_evil")
+        evil.remove(evil.find(f"{{{DS_NS}}}Signature"))
+        evil.find(f".//{{{SAML_NS}}}NameID").text = "someone.else"
+        extensions = etree.SubElement(root, f"{{{SAMLP_NS}}}Extensions")
+        root.remove(original)
+        extensions.append(original)
+        root.find(f"{{{SAML_NS}}}Issuer").addnext(extensions)
+        root.append(evil)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
+
+
+def test_xsw_the_signature_moved_into_a_forged_assertion_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:
+        original = _assertion(root)
+        evil = etree.fromstring(etree.tostring(original))
+        evil.set("ID", "_evil")
+        evil.find(f".//{{{SAML_NS}}}NameID").text = "someone.else"
+        signature = evil.find(f"{{{DS_NS}}}Signature")
+        evil.remove(signature)
+        evil.find(f"{{{SAML_NS}}}Issuer").addnext(signature)  # still references the original's ID
+        root.replace(original, evil)
+        signature.append(original)  # the original, signed, rides inside the signature
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
+
+
+def test_a_comment_in_the_name_id_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def inject(root: Any) -> None:
+        name_id = root.find(f".//{{{SAML_NS}}}NameID")
+        text = name_id.text
+        name_id.text = text[:3]
+        comment = etree.Comment("")
+        name_id.append(comment)
+        comment.tail = text[3:]
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, inject)), "comment")
+
+
+def test_entity_expansion_and_xxe_are_refused_quickly(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    body = decode_response(fields).split(b"?>", 1)[-1]
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY x SYSTEM "file:///etc/passwd">]>' + body)
+    started = time.monotonic()
+    _refused(saml_broker, saml_broker.deliver(client, with_response(fields, bomb)), "DTD")
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_relay_state_pointing_elsewhere_is_never_followed(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+    response = saml_broker.deliver(client, {**fields, "RelayState": "https://evil.test/phish"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/signed-in") and "evil" not in response.headers["Location"]
+
+
+def test_an_unsolicited_response_is_accepted_only_where_enabled(saml_broker: SamlBroker) -> None:
+    source = saml_broker.services.registry.source("barnet-saml")
+    source._allow_unsolicited = True  # as configured with allow_unsolicited: true
+    source._client = None
+    try:
+        _, state, fields = _direct(saml_broker)
+        with pytest.raises(FederationError) as caught:  # solicited, but presented as unsolicited
+            source.finish(fields, {}, ACS)
+        assert "InResponseTo" in caught.value.reason or "pysaml2" in caught.value.reason
+    finally:
+        source._allow_unsolicited = False
+        source._client = None
+
+
+def test_an_unencrypted_assertion_is_refused_where_encryption_is_wanted(saml_broker: SamlBroker) -> None:
+    _, fields = saml_broker.capture("barnet-saml")  # signed, not encrypted
+    client, url = saml_broker.begin("barnet-saml-enc")
+    request_id = etree.fromstring(_inflate(url)).get("ID")
+    enc_acs = "http://127.0.0.1:8000/login/callback/barnet-saml-enc"
+
+    def readdress(root: Any) -> None:  # everything right for the encrypting SP, except encryption
+        root.set("Destination", enc_acs)
+        root.set("InResponseTo", request_id)
+        root.find(f".//{{{SAML_NS}}}Audience").text = "http://127.0.0.1:8000/saml/sp/barnet-saml-enc"
+        data = root.find(f".//{{{SAML_NS}}}SubjectConfirmationData")
+        data.set("Recipient", enc_acs)
+        data.set("InResponseTo", request_id)
+
+    forged = _edit(fields, readdress, resign_with=_idp_key(saml_broker))
+    _refused(saml_broker, saml_broker.deliver(client, forged, "barnet-saml-enc"), "not encrypted")
+
+
+def _inflate(url: str) -> bytes:
+    import base64
+    import zlib
+    from urllib.parse import parse_qs, urlsplit
+
+    return zlib.decompress(base64.b64decode(parse_qs(urlsplit(url).query)["SAMLRequest"][0]), -15)
