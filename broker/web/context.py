@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from broker.services import Services
 from broker.sessions import SsoSession
@@ -24,3 +24,20 @@ def current_session() -> SsoSession | None:
     if "sso_session" not in g:
         g.sso_session = services().sso.find(request.cookies.get(sso_cookie_name()))
     return g.sso_session
+
+
+def _secure() -> bool:
+    return services().settings.broker.issuer.startswith("https://")
+
+
+def set_sso_cookie(response: Response, cookie: str, sso: SsoSession) -> Response:
+    """Put the SSO session's cookie on ``response`` (HttpOnly, SameSite=Lax, Secure under HTTPS)."""
+    max_age = int((sso.expires_at - sso.created_at).total_seconds())
+    response.set_cookie(sso_cookie_name(), cookie, max_age=max_age, path="/", secure=_secure(), httponly=True, samesite="Lax")
+    return response
+
+
+def clear_sso_cookie(response: Response) -> Response:
+    """Remove the SSO cookie from the browser."""
+    response.delete_cookie(sso_cookie_name(), path="/", secure=_secure(), httponly=True, samesite="Lax")
+    return response

@@ -6,20 +6,13 @@ from flask import Blueprint, Response, make_response, redirect, render_template,
 
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.sessions import SsoSession
-from broker.web.context import current_session, services, sso_cookie_name
+from broker.web.context import current_session, services, set_sso_cookie
 from broker.web.security import client_ip
 from federation.identity import Identity
 from federation.sources import UpstreamRequest
 
 bp = Blueprint("linking", __name__)
 LINK_PURPOSE = "link"
-
-
-def _set_cookie(response: Response, cookie: str, sso: SsoSession) -> Response:
-    secure = services().settings.broker.issuer.startswith("https://")
-    response.set_cookie(sso_cookie_name(), cookie, max_age=int((sso.expires_at - sso.created_at).total_seconds()),
-                        path="/", secure=secure, httponly=True, samesite="Lax")
-    return response
 
 
 def _page(sso: SsoSession, *, error_message: str | None = None, linked: bool = False, status: int = 200) -> Response:
@@ -40,7 +33,7 @@ def finish_link(sso: SsoSession | None, expected_sid: str | None, second: Identi
         cookie, elevated = services().linking.link_proved(sso, second, ip=client_ip())
     except BrokerError as exc:
         return _page(sso, error_message=exc.message, status=400)
-    return _set_cookie(_page(elevated, linked=True), cookie, elevated)
+    return set_sso_cookie(_page(elevated, linked=True), cookie, elevated)
 
 
 @bp.route("/account/link", methods=["GET", "POST"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, make_response, redirect, render_template, session, url_for
 
 from broker.errors import BrokerError
-from broker.web.context import current_session, services, sso_cookie_name
+from broker.web.context import clear_sso_cookie, current_session, services, set_sso_cookie
 from broker.web.forms import EmailForm, PasswordForm
 from broker.web.security import client_ip
 from federation.sources import CallbackSource, PasswordSource
@@ -80,9 +80,7 @@ def password() -> Response | str:
                 target = url_for("oidc.resume")
             else:
                 target = url_for("login.signed_in")
-            response = redirect(target)
-            _set_sso_cookie(response, cookie, max_age=int((sso.expires_at - sso.created_at).total_seconds()))
-            return response
+            return set_sso_cookie(redirect(target), cookie, sso)
     status = 400 if form.errors or error_message else 200
     return make_response(
         render_template(
@@ -133,15 +131,4 @@ def logout() -> Response | str:
     response = make_response(
         render_template("message.html", title="You are signed out", paragraphs=["You have signed out of the London Supercloud."])
     )
-    response.delete_cookie(sso_cookie_name(), path="/", secure=_secure(), httponly=True, samesite="Lax")
-    return response
-
-
-def _secure() -> bool:
-    return services().settings.broker.issuer.startswith("https://")
-
-
-def _set_sso_cookie(response: Response, value: str, *, max_age: int) -> None:
-    response.set_cookie(
-        sso_cookie_name(), value, max_age=max_age, path="/", secure=_secure(), httponly=True, samesite="Lax"
-    )
+    return clear_sso_cookie(response)

@@ -7,8 +7,7 @@ import base64
 from flask import Blueprint, Response, make_response, redirect, render_template, request, session, url_for
 
 from broker.errors import BrokerError
-from broker.sessions import SsoSession
-from broker.web.context import current_session, services, sso_cookie_name
+from broker.web.context import current_session, services, set_sso_cookie
 from broker.web.security import client_ip
 from broker.web.step_up import PENDING, STEP_UP
 
@@ -30,13 +29,6 @@ def _reason() -> str | None:
     return step.get("reason") if step else None
 
 
-def _with_cookie(response: Response, cookie: str, sso: SsoSession) -> Response:
-    secure = services().settings.broker.issuer.startswith("https://")
-    max_age = int((sso.expires_at - sso.created_at).total_seconds())
-    response.set_cookie(sso_cookie_name(), cookie, max_age=max_age, path="/", secure=secure, httponly=True, samesite="Lax")
-    return response
-
-
 @bp.route("/mfa", methods=["GET", "POST"])
 def verify() -> Response | str:
     """Ask for the TOTP (or a recovery) code; on success the session reaches AAL2 and the flow resumes."""
@@ -54,7 +46,7 @@ def verify() -> Response | str:
             error_message = exc.message
         else:
             session.pop(STEP_UP, None)
-            return _with_cookie(redirect(_next_url()), cookie, elevated)
+            return set_sso_cookie(redirect(_next_url()), cookie, elevated)
     page = render_template(
         "mfa_verify.html", title="Enter your security code", error_message=error_message,
         service=_service_name(), reason=_reason(),
@@ -82,7 +74,7 @@ def setup() -> Response | str:
         else:
             session.pop(STEP_UP, None)
             page = render_template("mfa_recovery.html", title="Your authenticator app is set up", codes=codes, next_url=_next_url())
-            return _with_cookie(make_response(page), cookie, elevated)
+            return set_sso_cookie(make_response(page), cookie, elevated)
     enrolment = login.totp.pending_enrolment(sso.subject_id, account) or login.totp.begin_enrolment(sso.subject_id, account)
     page = render_template(
         "mfa_setup.html",

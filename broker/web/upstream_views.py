@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, session, url_for
 
-from broker.web.context import current_session, services, sso_cookie_name
+from broker.web.context import current_session, services, set_sso_cookie
 from broker.web.linking_views import LINK_PURPOSE, finish_link
 from broker.web.login_views import PENDING
 from broker.web.security import client_ip
@@ -85,8 +85,4 @@ def callback(source_id: str) -> Response | str:
     if pending:
         session[PENDING] = pending
     target = url_for("oidc.resume") if pending else url_for("login.signed_in")
-    response = redirect(target)
-    secure = services().settings.broker.issuer.startswith("https://")
-    response.set_cookie(sso_cookie_name(), cookie, max_age=int((sso.expires_at - sso.created_at).total_seconds()),
-                        path="/", secure=secure, httponly=True, samesite="Lax")
-    return response
+    return set_sso_cookie(redirect(target), cookie, sso)
