@@ -38,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +47,7 @@ import cedarpy  # noqa: E402
 
 from policies.bundle import PolicyBundle, compile_bundle  # noqa: E402
 from policies.engine import PolicyEngine, environment_entities  # noqa: E402
-from policies.model import Environment, Fact, PersonFacts, Request  # noqa: E402
+from policies.model import Decision, Environment, Fact, PersonFacts, Request  # noqa: E402
 from policies.queries import who_can  # noqa: E402
 from policies.replay import replay  # noqa: E402
 
@@ -302,12 +302,15 @@ def replay_figures(compiled, engine, everyone, services, count, rng) -> None:  #
         Base.metadata.create_all(db)
         recorder = DecisionRecorder(make_session_factory(db))
         start = time.perf_counter()
-        decisions = (
-            engine.decide(Request(rng.choice(everyone), "sign_in", rng.choice(services),
-                                  NOW - dt.timedelta(seconds=n), requested_attributes=ATTRIBUTES[:4]))
-            for n in range(count)
-        )
-        stored = recorder.record_many(decisions)
+        def history() -> Iterator[Decision]:
+            for first in range(0, count, 5000):
+                yield from engine.decide_many(
+                    Request(rng.choice(everyone), "sign_in", rng.choice(services), NOW - dt.timedelta(seconds=n),
+                            requested_attributes=ATTRIBUTES[:4])
+                    for n in range(first, min(count, first + 5000))
+                )
+
+        stored = recorder.record_many(history())
         print(f"\nRecorded {stored:,} decisions in a SQLite decision log in {time.perf_counter() - start:.1f} s "
               f"({Path(folder, 'decisions.db').stat().st_size / stored:,.0f} bytes per decision on disk)")
         gc.collect()
