@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,10 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.errors import OAuthError
 from broker.storage.models import ClientRow
 from broker.storage.types import utcnow
-from config.schema import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, ApplicationConfig, check_absolute_url
+from config.schema import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, ApplicationConfig, check_absolute_url, is_loopback
 from federation.keys import MasterKey
 
 SECRET_LABEL = "client-secret"
+# Each worker remembers a looked-up client this long: the token endpoint's hottest read.
+# A disabled or re-registered client takes effect within this time in every worker.
+CACHE_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,9 +69,12 @@ class NewClient:
 class ClientRegistry:
     """Clients in the database; secrets kept only as keyed hashes (HMAC-SHA256)."""
 
-    def __init__(self, sessions: sessionmaker[Session], master_key: MasterKey) -> None:
+    def __init__(self, sessions: sessionmaker[Session], master_key: MasterKey, *, cache_seconds: float = CACHE_SECONDS) -> None:
         self._sessions = sessions
         self._master = master_key
+        self._secret_key = master_key.derive(SECRET_LABEL)
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Client, str]] = {}
 
     def sync_from_config(self, applications: Iterable[ApplicationConfig]) -> None:
         """Insert or update the applications registered in configuration (secrets resolved)."""
@@ -92,6 +100,7 @@ class ClientRegistry:
                 row.origin = "config"
                 row.disabled = False
                 session.add(row)
+        self._cache.clear()
 
     def add(self, name: str, redirect_uris: list[str], post_logout_redirect_uris: list[str] | None = None) -> NewClient:
         """Register a new client with a random id and secret; return both (the secret only this once).
@@ -104,6 +113,8 @@ class ClientRegistry:
             raise ValueError("at least one redirect URI is needed")
         for uri in [*redirect_uris, *(post_logout_redirect_uris or [])]:
             check_absolute_url(uri)
+            if uri.startswith("http://") and not is_loopback(uri):
+                raise ValueError(f"{uri} must be https:// (plain http only on a loopback address)")
         client_id = f"app-{secrets.token_hex(8)}"
         secret = secrets.token_urlsafe(32)
         row = ClientRow(
@@ -127,22 +138,37 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> Client | None:
         """Return the enabled client with this id, or None."""
+        found = self._lookup(client_id)
+        return found[0] if found else None
+
+    def _lookup(self, client_id: str) -> tuple[Client, str] | None:
+        """Return (client, secret hash) of the enabled client, from the short cache or the database."""
+        now = time.monotonic()
+        cached = self._cache.get(client_id)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
         with self._sessions() as session:
             row = session.get(ClientRow, client_id)
-        return _client(row) if row is not None and not row.disabled else None
+        if row is None or row.disabled:
+            self._cache.pop(client_id, None)
+            return None
+        client = _client(row)
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        self._cache[client_id] = (now + self._cache_seconds, client, row.secret_hash)
+        return client, row.secret_hash
 
     def authenticate(self, client_id: str, client_secret: str) -> Client:
         """Return the client if the secret is right. Raises OAuthError(invalid_client, 401) otherwise.
 
         RFC 6749 §2.3.1; the comparison is constant-time and an unknown client costs the same.
         """
-        with self._sessions() as session:
-            row = session.get(ClientRow, client_id)
+        found = self._lookup(client_id) if len(client_id) <= 128 else None
         presented = self._hash(client_secret)
-        stored = row.secret_hash if row is not None else "0" * 64
-        if not hmac.compare_digest(presented, stored) or row is None or row.disabled:
+        stored = found[1] if found is not None else "0" * 64
+        if not hmac.compare_digest(presented, stored) or found is None:
             raise OAuthError("invalid_client", "client authentication failed", status=401)
-        return _client(row)
+        return found[0]
 
     def all(self) -> list[Client]:
         """Return every enabled client."""
@@ -151,7 +177,8 @@ class ClientRegistry:
         return [_client(row) for row in rows]
 
     def _hash(self, secret: str) -> str:
-        return self._master.keyed_hash(SECRET_LABEL, secret)
+        # Same value as MasterKey.keyed_hash(SECRET_LABEL, secret), with the subkey derived once.
+        return hmac.new(self._secret_key, secret.encode(), hashlib.sha256).hexdigest()
 
 
 def _client(row: ClientRow) -> Client:

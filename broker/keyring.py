@@ -33,6 +33,7 @@ class KeyRing:
         self._lock = threading.Lock()
         self._parsed: dict[str, SigningKey] = {}
         self._status: dict[str, tuple[str, str]] = {}
+        self._verification: dict[str, VerificationKey] = {}
         self._loaded_at = 0.0
 
     def ensure(self) -> list[str]:
@@ -91,7 +92,7 @@ class KeyRing:
     def verification_keys(self) -> dict[str, VerificationKey]:
         """Return every published key (current, next, previous) by kid, for verifying our own tokens."""
         self._refresh()
-        return {kid: verification_key(key.public_jwk) for kid, key in self._parsed.items()}
+        return self._verification
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Return the JWK Set (RFC 7517 §5) of published public keys."""
@@ -128,5 +129,7 @@ class KeyRing:
                     row.alg, self._master.decrypt(row.encrypted_private_key, row.kid.encode())
                 )
             self._parsed = parsed
+            # Built once per reload, not per token verified (an RSA JWK costs a key construction).
+            self._verification = {kid: self._verification.get(kid) or verification_key(key.public_jwk) for kid, key in parsed.items()}
             self._status = {row.kid: (row.alg, row.status) for row in rows}
             self._loaded_at = time.monotonic()
