@@ -33,6 +33,10 @@ A generic provider (Entra ID, a borough's own OIDC IdP)::
       attribute_map: {email: email, name: name}
       roles_claim: roles
 
+Entra ID: use the tenant's own issuer (``https://login.microsoftonline.com/<tenant id>/v2.0``);
+the multi-tenant ``common`` document names a ``{tenantid}`` template, which never matches
+exactly and is refused.
+
 ``organisation`` may be omitted (the parent's); when written, the loader checks it names
 the parent. Plain ``http://`` issuers are accepted only on a loopback address (tests).
 """

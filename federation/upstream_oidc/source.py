@@ -166,6 +166,9 @@ class OidcUpstream:
         returned = params.get("state", "")
         if not isinstance(expected_state, str) or not hmac.compare_digest(returned.encode(), expected_state.encode()):
             raise FederationError(INVALID, "state mismatch")
+        nonce = state.get("nonce")
+        if not isinstance(nonce, str) or len(nonce) < 16:
+            raise FederationError(INVALID, "no nonce was kept for this sign-in")
         if state.get("redirect_uri") != callback_url:
             raise FederationError(INVALID, "callback URL differs from the one the request was sent with")
         metadata = self._metadata.get()
@@ -192,7 +195,7 @@ class OidcUpstream:
             keys=self._keys.keys_for,
             issuer=self._cfg.issuer,
             client_id=self._cfg.client_id,
-            nonce=str(state.get("nonce", "")),
+            nonce=nonce,
             algorithms=self._cfg.id_token_signing_algs,
             now=now,
             skew_seconds=self._cfg.clock_skew_seconds,

@@ -434,3 +434,11 @@ def test_unexpected_claim_names_cannot_forge_log_lines(caplog: pytest.LogCapture
     caplog.set_level(logging.INFO)
     apply_rules("nhs-cis2", {"sub": "1", "evil\nINFO forged line": "x"}, ClaimRules())
     assert "<unprintable>" in caplog.text and "forged line" not in caplog.text
+
+
+def test_finish_refuses_kept_state_without_a_nonce() -> None:
+    source = _source()
+    started = source.start(UpstreamRequest(callback_url="https://b/cb"))
+    state = {**started.state, "nonce": ""}
+    with pytest.raises(FederationError, match="no nonce"):
+        source.finish({"state": started.state["state"], "code": "c"}, state, "https://b/cb")
