@@ -158,7 +158,6 @@ class OidcProvider:
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
             "subject_types_supported": ["public", "pairwise"],
             "id_token_signing_alg_values_supported": algs,
-            "userinfo_signing_alg_values_supported": [],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": algs,
             "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
@@ -180,7 +179,6 @@ class OidcProvider:
             "backchannel_logout_session_supported": True,
             "frontchannel_logout_supported": True,
             "frontchannel_logout_session_supported": True,
-            "dpop_signing_alg_values_supported": [],
         }
 
     # --- authorization endpoint -------------------------------------------------------
