@@ -104,6 +104,7 @@ class PolicyEngine:
         self._environment = environment
         self._organisations = frozenset(o.id for o in environment.organisations)
         self._teams = frozenset(t.id for t in environment.teams)
+        self._functions = {t.id: tuple(t.functions) for t in environment.teams}
         self._services = frozenset(s.id for s in environment.services)
         self._release_cache: dict[tuple[str, str], Outcome] | None = (
             None if _release_depends_on_person(compiled) else {}
@@ -239,6 +240,7 @@ class PolicyEngine:
                 for item in group:
                     self._run_alone(item)
                 continue
+            group, alike = self._alike(found, group)
             for chunk in chunks(group):
                 try:
                     self._run_chunk(found, chunk)
@@ -246,6 +248,35 @@ class PolicyEngine:
                     for item in chunk:
                         item.known.clear()
                         self._run_alone(item)
+            for item, representative in alike:
+                answer = representative.known.get(representative.current)
+                if representative.failure is None and answer is not None and not answer.errors:
+                    item.known = dict(representative.known)
+                    item.entities, item.exclusive = None, False
+                else:
+                    self._run_alone(item)
+
+    def _alike(self, found: Slice, group: list[Pending]) -> tuple[list[Pending], list[tuple[Pending, Pending]]]:
+        """Split ``group`` into the requests to ask Cedar about and those alike to one of them.
+
+        Alike: the same key under the slice's projection (``policies.projection``), so
+        Cedar's answers, what-ifs included, are the same.
+        """
+        if len(group) < 2 or not found.projection.usable:
+            return group, []
+        ask: list[Pending] = []
+        alike: list[tuple[Pending, Pending]] = []
+        seen: dict[object, Pending] = {}
+        for item in group:
+            key = found.projection.key(item.request, item.grant_active, self._functions)
+            representative = seen.get(key) if key is not None else None
+            if representative is not None and representative.variants == item.variants:
+                alike.append((item, representative))
+            else:
+                if key is not None:
+                    seen[key] = item
+                ask.append(item)
+        return ask, alike
 
     def _run_what_ifs(self, pending: list[Pending]) -> None:
         """Ask, in batches, the what-if questions of the requests whose answer may need them.
@@ -376,13 +407,10 @@ class PolicyEngine:
         reasons: dict[str, tuple[str, ...]] = {}
         withheld: tuple[str, ...] = _all_candidates(request)
         if request.action == "sign_in":
-            entities = item.entities
-            if entities is None or not (item.exclusive or self._index.slice(RELEASE_ACTION, request.service).batchable):
-                entities = self.person_entities(request, *item.current)
             result = decide_release(
                 person,
                 request.requested_attributes,
-                lambda attrs: self._evaluate_release(request, entities, attrs),
+                lambda attrs: self._evaluate_release(request, lambda: self._release_entities(item), attrs),
             )
             released, reasons, withheld = result.released, result.reasons, result.withheld
         return Decision(
@@ -396,6 +424,16 @@ class PolicyEngine:
             withheld=withheld,
             break_glass_active=grant_active,
         )
+
+    def _release_entities(self, item: Pending) -> cedarpy.Entities:
+        """Return entities holding ``item``'s person under their own subject (built only when needed)."""
+        usable = item.entities is not None and (
+            item.exclusive or self._index.slice(RELEASE_ACTION, item.request.service).batchable
+        )
+        if not usable or item.entities is None:
+            item.entities = self.person_entities(item.request, *item.current)
+            item.exclusive = True
+        return item.entities
 
     def _what_if(
         self, request: Request, current: Variant, known: dict[Variant, Outcome]
@@ -547,7 +585,7 @@ class PolicyEngine:
         return _outcome(result, cedar_names)
 
     def _evaluate_release(
-        self, request: Request, entities: cedarpy.Entities, attributes: Sequence[str]
+        self, request: Request, entities: Callable[[], cedarpy.Entities], attributes: Sequence[str]
     ) -> list[Outcome]:
         """Return the release Outcome of each attribute, in order.
 
@@ -569,7 +607,7 @@ class PolicyEngine:
         ]
         policies, cedar_names = self._policies(RELEASE_ACTION, request.service)
         results = cedarpy.is_authorized_batch(
-            cedar_requests, policies, entities, self._compiled.schema
+            cedar_requests, policies, entities(), self._compiled.schema
         ) if cedar_requests else []
         fresh = {a: _outcome(r, cedar_names) for a, r in zip(missing, results, strict=True)}
         if cache is None:

@@ -34,6 +34,7 @@ import cedarpy
 
 from policies import schema as names
 from policies.bundle import CompiledBundle, CompiledPolicy
+from policies.projection import Projection
 
 _ANY = None
 
@@ -50,6 +51,7 @@ class Slice:
     reads_assurance: bool
     reads_break_glass: bool
     batchable: bool
+    projection: Projection
 
 
 def action_scope(est: Mapping[str, Any]) -> frozenset[str] | None:
@@ -118,6 +120,7 @@ class PolicyIndex:
             reads_assurance=any(_reads(p, "assurance") for p in chosen),
             reads_break_glass=any(_reads(p, "break_glass") for p in chosen),
             batchable=not any(_reads(p, names.PERSON) for p in chosen),
+            projection=Projection(chosen),
         )
         with self._lock:
             if len(self._slices) < _SLICE_LIMIT:

@@ -209,3 +209,38 @@ def test_one_malformed_person_in_a_batch_fails_alone(london: CompiledBundle) -> 
     assert [d.to_json() for d in decisions[:5] + decisions[6:]] == [engine.decide(r).to_json() for r in good]
     assert not decisions[5].allowed and decisions[5].errors
     assert engine.outcomes([broken])[0].errors == decisions[5].errors
+
+
+def test_projection_keeps_only_what_the_slice_can_tell_apart(odd: CompiledBundle) -> None:
+    from policies.partition import PolicyIndex
+
+    index = PolicyIndex(odd)
+    hub = index.slice("sign_in", "discharge-hub").projection
+    assert hub.usable
+    assert hub.sets["nrbac_roles"] == {"R8000", "R8001", "R8003"} and hub.sets["groups"] == {"literal", "banned"}
+    assert ("Function", "discharge") in hub.ancestors
+    records = index.slice("read", "case-records").projection
+    assert records.usable and ("Team", "camden-integrated-care") in records.ancestors
+    assert not index.slice("sign_in", "mash").batchable  # odd/person-literal names Person::"p7"
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'principal.groups == ["a"]',
+        'principal.groups.isEmpty()',
+        'principal.groups.contains(principal.organisation.name)',
+        'principal == principal',
+        'principal is Person',
+        'principal in principal.organisation',
+    ],
+)
+def test_projection_gives_up_on_uses_it_does_not_understand(london_bundle, condition) -> None:  # type: ignore[no-untyped-def]
+    from policies.projection import Projection
+
+    text = f'@id("x/y") permit (principal, action == Action::"sign_in", resource == Service::"mash") when {{ {condition} }};'
+    try:
+        compiled = compile_bundle(dataclasses.replace(london_bundle, sources={"x.cedar": text}))
+    except PolicyError:
+        pytest.skip("not valid against the schema")
+    assert not Projection(compiled.policies.values()).usable
