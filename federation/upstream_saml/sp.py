@@ -21,9 +21,8 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import entity_descriptor
 from saml2.response import AuthnResponse
-from saml2.saml import NAMEID_FORMAT_UNSPECIFIED
+from saml2.saml import NAMEID_FORMAT_UNSPECIFIED, AuthnContextClassRef
 from saml2.samlp import RequestedAuthnContext
-from saml2.saml import AuthnContextClassRef
 
 from federation.upstream_saml.keys import SpKeys
 from federation.upstream_saml.metadata import IdpMetadata

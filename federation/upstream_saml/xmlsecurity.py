@@ -27,7 +27,6 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -318,16 +317,6 @@ class _temporary_file:
     def __exit__(self, *exc: object) -> None:
         if self._path is not None:
             Path(self._path).unlink(missing_ok=True)
-
-
-def namespaces() -> Mapping[str, str]:
-    """Return the prefixes used in ElementTree paths by the SAML modules."""
-    return {"ds": DS, "xenc": XENC, "samlp": SAMLP, "saml": SAML, "md": MD}
-
-
-def children(element: ElementTree.Element, tag: str) -> Iterable[ElementTree.Element]:
-    """Return the direct children of ``element`` named ``tag`` (``{namespace}local``)."""
-    return (child for child in element if child.tag == tag)
 
 
 def sign_metadata(descriptor: Any, security_context: Any) -> bytes:

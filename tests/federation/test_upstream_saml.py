@@ -247,3 +247,32 @@ def test_a_generated_sp_key_is_kept_encrypted_and_reused(settings_factory, simpl
     second = _build(settings_factory, simplesamlphp_barnet, **cfg).sp_metadata()
     certificate = parse_document(first).find(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate").text
     assert certificate in second.decode()
+
+
+class _MemoryReplayCache:
+    """A replay cache in a dict (the broker uses its state store)."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def add(self, namespace: str, key: str, value: dict[str, Any], ttl_seconds: int) -> bool:
+        if (namespace, key) in self.keys:
+            return False
+        self.keys.add((namespace, key))  # type: ignore[arg-type]
+        return ttl_seconds > 0
+
+
+def test_a_configured_attribute_can_be_the_stable_subject(settings_factory, simplesamlphp_barnet) -> None:  # type: ignore[no-untyped-def]
+    import requests
+
+    from federation.sources import UpstreamRequest
+    from tests.peers.simplesamlphp import ATTR_MAIL
+
+    source = _build(settings_factory, simplesamlphp_barnet, subject_attribute=ATTR_MAIL, groups_attribute=None)
+    with pytest.raises(FederationError):  # no replay cache yet: fail closed
+        source.finish({"SAMLResponse": "x"}, {}, source.acs_url)
+    source.use_replay_cache(_MemoryReplayCache())
+    started = source.start(UpstreamRequest(source.acs_url))
+    fields = idp_login(requests.Session(), started.url, "officer", OFFICER_PASSWORD)
+    identity = source.finish({"SAMLResponse": fields["SAMLResponse"]}, started.state, source.acs_url)
+    assert identity.subject.subject == "bola.okafor@barnet.test" and identity.groups == ()

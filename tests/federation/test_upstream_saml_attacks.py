@@ -225,26 +225,48 @@ def test_a_response_to_another_browsers_request_is_refused(saml_broker: SamlBrok
     _refused(saml_broker, saml_broker.deliver(attacker, victims), "pysaml2 refused")
 
 
-def test_an_unsolicited_response_is_refused(saml_broker: SamlBroker) -> None:
-    idp = saml_broker.idp
-    browser = requests.Session()
-    page = browser.get(f"{idp.base_url}saml2/idp/SSOService.php",
-                       params={"spentityid": "http://127.0.0.1:8000/saml/sp/barnet-saml"}, timeout=10)
+def _idp_initiated(broker: SamlBroker) -> dict[str, str]:
+    """Sign in at the IdP without any request from us (IdP-initiated SSO); return the POST fields."""
     from tests.peers.simplesamlphp import form_fields
 
+    browser = requests.Session()
+    page = browser.get(f"{broker.idp.base_url}saml2/idp/SSOService.php",
+                       params={"spentityid": "http://127.0.0.1:8000/saml/sp/barnet-saml"}, timeout=10)
     action, login = form_fields(page.text)
     login.update({"username": "officer", "password": OFFICER_PASSWORD})
     answer = browser.post(requests.compat.urljoin(page.url, action), data=login, timeout=10)
     _, fields = form_fields(answer.text)
     assert b"InResponseTo" not in decode_response(fields)
+    return fields
+
+
+def test_an_unsolicited_response_is_refused(saml_broker: SamlBroker) -> None:
+    fields = _idp_initiated(saml_broker)
     # In a browser that started a sign-in: the response answers no request of ours.
     client, _ = saml_broker.begin()
-    _refused(saml_broker, saml_broker.deliver(client, fields))
+    _refused(saml_broker, saml_broker.deliver(client, fields), "pysaml2 refused")
     # At the source itself, with no request kept: unsolicited, refused unless enabled.
     source = saml_broker.services.registry.source("barnet-saml")
     with pytest.raises(FederationError) as caught:
         source.finish(fields, {}, ACS)
-    assert "unsolicited" in caught.value.reason or "UnsolicitedResponse" in caught.value.reason
+    assert caught.value.code is FederationErrorCode.INVALID_TOKEN
+
+
+def test_an_unsolicited_response_is_accepted_only_by_an_idp_enabled_for_it(saml_broker: SamlBroker) -> None:
+    from federation.upstream_saml import build_saml_source
+
+    settings = saml_broker.services.settings
+    barnet = next(o for o in settings.organisations if o.id == "barnet")
+    enabled = build_saml_source(barnet.sources[0].model_copy(update={"allow_unsolicited": True}), "barnet", settings)
+    enabled.use_replay_cache(saml_broker.services.state)
+    fields = _idp_initiated(saml_broker)
+    assert enabled.finish(fields, {}, ACS).subject.subject == "b.okafor"
+    with pytest.raises(FederationError) as caught:  # and still only once
+        enabled.finish(fields, {}, ACS)
+    assert "replayed" in caught.value.reason
+    _, state, solicited = _direct(saml_broker)
+    with pytest.raises(FederationError):  # a response to a request, presented without its request
+        enabled.finish(solicited, {}, ACS)
 
 
 def test_xsw_an_unsigned_assertion_beside_the_signed_one_is_refused(saml_broker: SamlBroker) -> None:
@@ -338,20 +360,6 @@ def test_a_relay_state_pointing_elsewhere_is_never_followed(saml_broker: SamlBro
     response = saml_broker.deliver(client, {**fields, "RelayState": "https://evil.test/phish"})
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/signed-in") and "evil" not in response.headers["Location"]
-
-
-def test_an_unsolicited_response_is_accepted_only_where_enabled(saml_broker: SamlBroker) -> None:
-    source = saml_broker.services.registry.source("barnet-saml")
-    source._allow_unsolicited = True  # as configured with allow_unsolicited: true
-    source._client = None
-    try:
-        _, state, fields = _direct(saml_broker)
-        with pytest.raises(FederationError) as caught:  # solicited, but presented as unsolicited
-            source.finish(fields, {}, ACS)
-        assert "InResponseTo" in caught.value.reason or "pysaml2" in caught.value.reason
-    finally:
-        source._allow_unsolicited = False
-        source._client = None
 
 
 def test_an_unencrypted_assertion_is_refused_where_encryption_is_wanted(saml_broker: SamlBroker) -> None:
