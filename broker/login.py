@@ -214,6 +214,10 @@ class LoginService:
             identity = source.finish(params, taken.value["state"], callback_url)
         except FederationError as exc:
             self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
+            if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
+                organisation = self._registry.get(source.organisation)
+                name = organisation.name if organisation else source.id
+                raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
         return self._scoped(identity, source, ip=ip), dict(taken.value.get("extras", {}))
 

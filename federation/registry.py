@@ -79,7 +79,7 @@ def _build_oidc(cfg: OidcSourceConfig, organisation: str, settings: Settings) ->
     index = health_ods_index(
         (o.id, o.kind, o.ods_codes)
         for o in settings.organisations
-        if o.id == organisation or cfg.id in getattr(o, "accepts_sources", ())
+        if o.id == organisation or cfg.id in o.accepts_sources
     )
     return build_oidc_source(cfg, organisation, index, production=settings.is_production)
 

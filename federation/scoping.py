@@ -24,6 +24,13 @@ STANDARD_ATTRIBUTES = frozenset(
         "role", "team", "gmc_id", "nmc_id", "hcpc_id", "gphc_id", "sds_user_id", "uid", "upn",
     }
 )
+# What an organisation with national role authority (the NHS through CIS2) may also assert.
+NHS_ATTRIBUTES = frozenset(
+    {
+        "ods_code", "role_name", "selected_role_id", "associated_ods_codes", "nhs_user_id",
+        "id_assurance_level", "upstream_amr",
+    }
+)
 DOMAIN_SCOPED = frozenset({"email", "username", "upn"})
 NATIONAL_ROLE_ATTRIBUTES = frozenset({"nrbac_roles", "activity_codes"})
 
@@ -45,7 +52,10 @@ class ScopeRules:
         return cls(
             organisation=organisation.id,
             domains=frozenset(organisation.domains),
-            attributes=attributes if attributes is not None else STANDARD_ATTRIBUTES,
+            attributes=(
+                attributes if attributes is not None
+                else STANDARD_ATTRIBUTES | (NHS_ATTRIBUTES if organisation.asserts_national_roles else frozenset())
+            ),
             national_roles=organisation.asserts_national_roles,
             accepts_sources=organisation.accepts_sources,
         )

@@ -100,3 +100,11 @@ def test_out_of_scope_values_from_a_directory_are_dropped_and_audited_at_sign_in
     }
     assert "ceo@nhs.test" not in str(record.details), "values never reach the audit log"
     services.engine.dispose()
+
+
+def test_nhs_person_attributes_come_with_national_role_authority() -> None:
+    identity = _identity(ods_code="RAL", nhs_user_id="5551234")
+    borough = apply_scope(identity, "x", "camden", ScopeRules.for_organisation(_org()))
+    assert set(borough.identity.attributes) == set()
+    nhs = apply_scope(identity, "x", "camden", ScopeRules.for_organisation(_org(asserts_national_roles=True)))
+    assert set(nhs.identity.attributes) == {"ods_code", "nhs_user_id"}
