@@ -189,18 +189,31 @@ class OidcProvider:
 
     def needs_login(self, request: AuthorizationRequest, session: SsoSession | None) -> bool:
         """Return True if the person must (re-)authenticate before a code can be issued:
-        no session, ``prompt=login``, ``max_age`` exceeded, an ``id_token_hint`` naming
-        someone else, or ``acr_values`` above what the session achieved (OIDC Core §3.1.2.1)."""
+        no session, ``prompt=login``, ``max_age`` exceeded, or an ``id_token_hint`` naming
+        someone else (OIDC Core §3.1.2.1). ``acr_values`` is handled by ``acr_shortfall``."""
         if session is None or "login" in request.prompt:
             return True
         if request.max_age is not None:
             age = (utcnow() - session.identity.authn.authenticated_at).total_seconds()
             if age > request.max_age:
                 return True
-        if request.hint_subject is not None and not self._is_hint_subject(request, session):
-            return True
+        return request.hint_subject is not None and not self._is_hint_subject(request, session)
+
+    def acr_shortfall(self, request: AuthorizationRequest, session: SsoSession) -> AssuranceLevel | None:
+        """Return the lowest level ``acr_values`` asks for if the session has not reached it, else None.
+
+        ``acr_values`` is a voluntary request (OIDC Core §3.1.2.1): the caller may step the
+        person up, and otherwise issues with the ``acr`` actually achieved.
+        """
         levels = [lvl for lvl in (AssuranceLevel.from_acr(v) for v in request.acr_values) if lvl is not None]
-        return bool(levels) and session.identity.authn.assurance < min(levels)
+        if levels and session.identity.authn.assurance < min(levels):
+            return min(levels)
+        return None
+
+    def interaction_required(self, request: AuthorizationRequest, error: str, description: str) -> AuthorizationResponse:
+        """Return an error for ``prompt=none`` when only a page could go on (OIDC Core §3.1.2.6)."""
+        return self.error_response(AuthorizationError(error, description, redirect_uri=request.redirect_uri,
+                                                      state=request.state, response_mode=request.response_mode))
 
     def error_redirect(self, error: AuthorizationError) -> str:
         """Return the redirect URL carrying ``error`` to the client (RFC 6749 §4.1.2.1, RFC 9207)."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, session, url_for
 
-from broker.access import ObligationPending
+from broker.access import AccessDenied, ObligationPending, StepUpRequired
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode, OAuthError
 from broker.oidc.authorization import AuthorizationError, AuthorizationRequest, AuthorizationResponse
@@ -14,6 +13,7 @@ from broker.web.context import current_session, services
 from broker.web.login_views import PENDING
 from broker.web.security import client_ip
 from broker.web.step_up import PENDING_NAMESPACE, park, step_up
+from federation.identity import AssuranceLevel
 
 bp = Blueprint("oidc", __name__)
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
@@ -58,10 +58,7 @@ def authorize() -> Response:
         return respond(provider.error_response(exc))
     sso = current_session()
     if sso is not None and not provider.needs_login(authz, sso):
-        try:
-            return respond(provider.issue_code(authz, sso, ip=client_ip()))
-        except ObligationPending as exc:
-            return step_up(authz, exc)
+        return _issue(authz, sso)
     if "none" in authz.prompt:
         services().audit.append(
             AuditEvent("authorization_request", "failure", client_id=client.client_id, ip=client_ip(),
@@ -85,10 +82,38 @@ def resume() -> Response:
     if taken.value is None:
         raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Go back to the service and start again.")
     authz = AuthorizationRequest.from_json(taken.value)
+    return _issue(authz, sso)
+
+
+def _issue(authz: AuthorizationRequest, sso: SsoSession) -> Response:
+    """Issue the code. An obligation (step-up, break-glass), or ``acr_values`` above the
+    session's level that a second factor can reach, parks the request and sends the person
+    to fulfil it; with ``prompt=none`` no page is shown and the application gets
+    ``interaction_required`` or ``access_denied`` instead (OIDC Core §3.1.2.6)."""
+    provider = services().oidc
+    silent = "none" in authz.prompt
+    wanted = provider.acr_shortfall(authz, sso)
+    if wanted is not None and wanted <= AssuranceLevel.AAL2:
+        if silent:
+            return _silent_failure(authz, "interaction_required", f"acr_values asks for {wanted.acr}: the person must sign in again")
+        client = services().clients.get(authz.client_id)
+        return step_up(authz, StepUpRequired(wanted, client.name if client else authz.client_id))
     try:
-        return respond(services().oidc.issue_code(authz, sso, ip=client_ip()))
+        return respond(provider.issue_code(authz, sso, ip=client_ip()))
     except ObligationPending as exc:
+        if silent:
+            return _silent_failure(authz, "interaction_required", "the service needs the person to act first")
         return step_up(authz, exc)
+    except AccessDenied:
+        if silent:
+            return _silent_failure(authz, "access_denied", "the person may not use this service")
+        raise
+
+
+def _silent_failure(authz: AuthorizationRequest, error: str, description: str) -> Response:
+    services().audit.append(AuditEvent("authorization_request", "failure", client_id=authz.client_id, ip=client_ip(),
+                                       details={"error": error, "reason": description}))
+    return respond(services().oidc.interaction_required(authz, error, description))
 
 
 @bp.route("/token", methods=["POST"])
