@@ -157,6 +157,15 @@ def parse_document(xml: bytes | str) -> ElementTree.Element:
     data = xml.encode() if isinstance(xml, str) else xml
     if len(data) > MAX_DOCUMENT_BYTES:
         raise _refuse(f"document larger than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        data.decode("utf-8")  # the checks below read bytes: another encoding could hide what they look for
+    except UnicodeDecodeError:
+        raise _refuse("document is not UTF-8") from None
+    declaration = data.lstrip()[:100].lower()
+    if declaration.startswith(b"<?xml") and b"encoding" in declaration.split(b"?>")[0] and not any(
+        f"encoding={q}{name}{q}".encode() in declaration for q in "\"'" for name in ("utf-8", "utf8")
+    ):
+        raise _refuse("document declares an encoding other than UTF-8")
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise _refuse("document carries a DTD or entity declaration")
     if b"<!--" in data:

@@ -386,3 +386,14 @@ def _inflate(url: str) -> bytes:
     from urllib.parse import parse_qs, urlsplit
 
     return zlib.decompress(base64.b64decode(parse_qs(urlsplit(url).query)["SAMLRequest"][0]), -15)
+
+
+def test_a_response_from_another_idp_is_refused(saml_broker: SamlBroker) -> None:
+    other = generate_key_pair("other-idp", bits=2048)
+    client, fields = saml_broker.capture()
+
+    def reissue(root: Any) -> None:
+        for issuer in root.iter(f"{{{SAML_NS}}}Issuer"):
+            issuer.text = "https://adfs.camden.test/adfs/services/trust"
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, reissue, resign_with=(other.key_pem, other.cert_pem))))
