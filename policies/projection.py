@@ -47,17 +47,32 @@ class Projection:
         if not self.usable:
             return None
         person = request.person
-        teams = [t for t in person.strings("teams") if t in functions]
-        above = {("Team", t) for t in teams} | {("Function", f) for t in teams for f in functions[t]}
+        facts = person.facts
+        above: set[tuple[str, str]] = set()
+        if self.ancestors:
+            for team in person.strings("teams"):
+                if team in functions:
+                    above.add(("Team", team))
+                    above.update(("Function", f) for f in functions[team])
+            above &= self.ancestors
+        tested = []
+        for name in _SETS:
+            literals = self.sets[name]
+            fact = facts.get(name) if literals else None
+            if fact is None:
+                tested.append(frozenset())
+            else:
+                value = fact.value
+                tested.append(frozenset(literals.intersection(value if isinstance(value, tuple) else (value,))))
         record = (request.record.id, request.record.home_borough) if request.record else None
         return (
             person.organisation,
-            str(person.facts["kind"].value),
+            str(facts["kind"].value),
             person.assurance,
             grant_active,
             record,
-            frozenset(above & self.ancestors),
-            tuple(frozenset(set(person.strings(name)) & self.sets[name]) for name in _SETS),
+            frozenset(above),
+            tuple(tested),
         )
 
     # --- analysis ----------------------------------------------------------------------------
