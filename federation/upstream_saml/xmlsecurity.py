@@ -203,6 +203,9 @@ def inspect_document(xml: bytes | str) -> DocumentFacts:
             algorithm = element.get("Algorithm", "")
             if algorithm not in KEY_TRANSPORT_ALGORITHMS | CONTENT_ENCRYPTION_ALGORITHMS:
                 raise _refuse(f"encryption algorithm {algorithm!r} is not allowed")
+            oaep_digest = element.find(f"{{{DS}}}DigestMethod")
+            if oaep_digest is not None and oaep_digest.get("Algorithm") not in ENCRYPTION_DIGESTS:
+                raise _refuse(f"OAEP digest {oaep_digest.get('Algorithm')!r} is not allowed")
         if element.tag == f"{{{DS}}}Signature":
             parent = parents.get(element)
             signed.add(_check_signature(element, parent))

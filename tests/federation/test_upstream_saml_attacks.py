@@ -397,3 +397,38 @@ def test_a_response_from_another_idp_is_refused(saml_broker: SamlBroker) -> None
             issuer.text = "https://adfs.camden.test/adfs/services/trust"
 
     _refused(saml_broker, saml_broker.deliver(client, _edit(fields, reissue, resign_with=(other.key_pem, other.cert_pem))))
+
+
+def _evil_copy(original: Any) -> Any:
+    evil = etree.fromstring(etree.tostring(original))
+    evil.set("ID", "_evil")
+    evil.remove(evil.find(f"{{{DS_NS}}}Signature"))
+    evil.find(f".//{{{SAML_NS}}}NameID").text = "someone.else"
+    return evil
+
+
+def test_xsw_the_signed_assertion_inside_the_forged_one_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:  # XSW4: the original becomes a child of the forgery
+        original = _assertion(root)
+        evil = _evil_copy(original)
+        root.replace(original, evil)
+        evil.append(original)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
+
+
+def test_xsw_the_signed_assertion_in_a_signature_object_is_refused(saml_broker: SamlBroker) -> None:
+    client, fields = saml_broker.capture()
+
+    def wrap(root: Any) -> None:  # XSW8: the original rides in a ds:Object of the forgery's signature
+        original = _assertion(root)
+        evil = _evil_copy(original)
+        signature = etree.fromstring(etree.tostring(original.find(f"{{{DS_NS}}}Signature")))
+        evil.find(f"{{{SAML_NS}}}Issuer").addnext(signature)
+        holder = etree.SubElement(signature, f"{{{DS_NS}}}Object")
+        root.replace(original, evil)
+        holder.append(original)
+
+    _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
