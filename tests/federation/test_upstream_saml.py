@@ -141,8 +141,11 @@ def test_an_encrypted_assertion_is_accepted(saml_broker: SamlBroker) -> None:
 
 
 def test_the_sign_in_resumes_the_waiting_application(saml_broker: SamlBroker) -> None:
+    from tests.oidc.helpers import verify_id_token
+    from tests.support.flask_flow import exchange, query
+
     client = saml_broker.app.test_client()
-    _, challenge = pkce_pair()
+    verifier, challenge = pkce_pair()
     client.get("/authorize", query_string=authorize_params(challenge))
     page = client.get("/login/choose").get_data(as_text=True)
     started = client.post("/login/choose", data={"csrf_token": csrf_token(page), "source": "barnet-saml"})
@@ -151,7 +154,12 @@ def test_the_sign_in_resumes_the_waiting_application(saml_broker: SamlBroker) ->
     fields = idp_login(requests.Session(), started.headers["Location"], "officer", OFFICER_PASSWORD)
     response = saml_broker.deliver(client, fields)
     assert response.headers["Location"].endswith("/authorize/resume")
-    assert "code=" in client.get(response.headers["Location"]).headers["Location"]
+    code = query(client.get(response.headers["Location"]).headers["Location"])["code"]
+    tokens = exchange(client, code, verifier).get_json()
+    claims = verify_id_token(saml_broker.services, tokens["id_token"])
+    assert claims["acr"] == "urn:supercloud:aal2"
+    userinfo = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).get_json()
+    assert userinfo["email"] == "bola.okafor@barnet.test" and userinfo["name"] == "Bola Okafor"
 
 
 def test_step_up_asks_for_the_configured_context_and_refuses_a_lower_answer(saml_broker: SamlBroker) -> None:
