@@ -99,6 +99,8 @@ class TokenEndpoint:
                 response, subject_id = self._exchange.exchange(client, values, form, ip=ip)
                 self._issued(client, subject_id, grant_type, ip, {"audience": response.pop("_audience")})
                 return response
+            if not grant_type:
+                raise OAuthError("invalid_request", "grant_type is required")
             raise OAuthError("unsupported_grant_type", "grant_type must be authorization_code, refresh_token, "
                              "client_credentials or token exchange")
         except OAuthError as exc:

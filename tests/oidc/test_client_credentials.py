@@ -50,3 +50,8 @@ def test_unknown_grant_type_is_unsupported(app) -> None:
     response = app.test_client().post("/token", data={"grant_type": "password", "username": "a", "password": "b"},
                                       headers=basic("service-a", "SERVICE_A_SECRET"))
     assert response.get_json()["error"] == "unsupported_grant_type"
+
+
+def test_missing_grant_type_is_invalid_request(app) -> None:
+    response = app.test_client().post("/token", data={"resource": "care-records-api"}, headers=basic("service-a", "SERVICE_A_SECRET"))
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
