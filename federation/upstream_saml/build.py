@@ -90,5 +90,11 @@ def _key_pairs(cfg: SamlSourceConfig, settings: Settings, entity_id: str) -> tup
         sp_keys.check_key_pair(pair, f"source {cfg.id}")
         return pair, pair
     store = settings.resolve_path(cfg.sp_key_store or Path("var") / f"saml-sp-{cfg.id}.enc")
+    if settings.is_production and cfg.sp_key_store is None:
+        log.warning(
+            "PRODUCTION: source %s keeps its generated SAML SP key in %s; every broker host must use this same "
+            "file (it is encrypted under the master key), or set sp_key/sp_certificate",
+            cfg.id, store,
+        )
     master = MasterKey.from_text(settings.broker.master_key.reveal())
     return sp_keys.load_or_create(store, master, cfg.id, entity_id)
