@@ -38,6 +38,8 @@ class Introspection:
         client = self._auth.authenticate(values, authorization, ip=ip, endpoint="introspection")
         token = values.get("token")
         if not token:
+            self._audit(AuditEvent("token_introspected", "failure", client_id=client.client_id, ip=ip,
+                                   details={"error": "invalid_request", "reason": "token is required"}))
             raise OAuthError("invalid_request", "token is required")
         hint = values.get("token_type_hint")
         order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
@@ -56,6 +58,8 @@ class Introspection:
         client = self._auth.authenticate(values, authorization, ip=ip, endpoint="revocation")
         token = values.get("token")
         if not token:
+            self._audit(AuditEvent("token_revoked", "failure", client_id=client.client_id, ip=ip,
+                                   details={"error": "invalid_request", "reason": "token is required"}))
             raise OAuthError("invalid_request", "token is required")
         revoked = 0
         record = self._refresh.find(token)

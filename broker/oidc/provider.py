@@ -291,7 +291,7 @@ class OidcProvider:
 
     # --- userinfo endpoint --------------------------------------------------------------
 
-    def userinfo(self, access_token: str | None) -> dict[str, Any]:
+    def userinfo(self, access_token: str | None, *, ip: str | None = None) -> dict[str, Any]:
         """Return the claims for a valid access token (OIDC Core §5.3), chosen by its scopes and
         by the access gate's release.
 
@@ -300,16 +300,21 @@ class OidcProvider:
         without ``openid``; BrokerError from the gate if access is now denied.
         """
         claims = self._minter.verify_access_token(access_token) if access_token else None
-        if claims is None:
-            raise OAuthError("invalid_token", "the access token is invalid, expired or revoked", status=401)
-        if "openid" not in claims.scopes:
-            raise OAuthError("insufficient_scope", "the access token lacks the openid scope", status=403)
-        session = self._sso.by_sid(claims.sid) if claims.sid else None
-        if session is None:
-            raise OAuthError("invalid_token", "the sign-in session behind this token has ended", status=401)
-        client = self._clients.get(claims.client_id)
-        if client is None:
-            raise OAuthError("invalid_token", "the client of this token is no longer registered", status=401)
+        try:
+            if claims is None:
+                raise OAuthError("invalid_token", "the access token is invalid, expired or revoked", status=401)
+            if "openid" not in claims.scopes:
+                raise OAuthError("insufficient_scope", "the access token lacks the openid scope", status=403)
+            session = self._sso.by_sid(claims.sid) if claims.sid else None
+            if session is None:
+                raise OAuthError("invalid_token", "the sign-in session behind this token has ended", status=401)
+            client = self._clients.get(claims.client_id)
+            if client is None:
+                raise OAuthError("invalid_token", "the client of this token is no longer registered", status=401)
+        except OAuthError as exc:
+            self._audit(AuditEvent("userinfo", "failure", client_id=claims.client_id if claims else None, ip=ip,
+                                   details={"error": exc.error, "reason": exc.description}))
+            raise
         grant = self._check_access(session, claims.client_id, None)
         return {"sub": self.subjects.for_client(client, session.subject_id), **self._claims_for(session, claims.scopes, grant)}
 

@@ -148,7 +148,7 @@ def userinfo() -> Response:
         token = header[7:].strip()
     elif request.method == "POST" and request.mimetype == FORM_MIMETYPE:
         token = request.form.get("access_token")
-    return _json(services().oidc.userinfo(token))
+    return _json(services().oidc.userinfo(token, ip=client_ip()))
 
 
 def respond(response: AuthorizationResponse) -> Response:

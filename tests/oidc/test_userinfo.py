@@ -58,3 +58,10 @@ def test_userinfo_refuses_service_tokens_without_openid(app) -> None:
     token = client.post("/token", data={"grant_type": "client_credentials", "resource": "care-records-api"},
                         headers=basic("service-a", "SERVICE_A_SECRET")).get_json()["access_token"]
     assert client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_userinfo_failures_are_audited_without_the_token(app, services) -> None:
+    app.test_client().get("/userinfo", headers={"Authorization": "Bearer not-a-real-token-value"})
+    record = [r for r in services.audit.records() if r.event == "userinfo"][-1]
+    assert record.outcome == "failure" and record.details["error"] == "invalid_token"
+    assert "not-a-real-token-value" not in str(record.details)
