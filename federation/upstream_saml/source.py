@@ -26,9 +26,10 @@ from federation.upstream_saml.keys import SpKeys
 from federation.upstream_saml.mapping import AttributeRules, assurance, to_identity
 from federation.upstream_saml.metadata import IdpMetadata, MetadataHolder
 from federation.upstream_saml.profile import Expectations, check_response
-from federation.upstream_saml.xmlsecurity import inspect_document
+from federation.upstream_saml.xmlsecurity import inspect_document, verify_with_any
 
 REPLAY_NAMESPACE = "saml-assertion"
+RESPONSE_NODE = "urn:oasis:names:tc:SAML:2.0:protocol:Response"
 MAX_RESPONSE_CHARS = 700_000
 
 
@@ -162,6 +163,10 @@ class SamlSource:
             raise _refuse("pysaml2 found the response invalid (destination, status or issue instant)")
         if facts.encrypted:
             inspect_document(response.xmlstr)  # the decrypted assertion obeys the same signature rules
+        if self._signed == "assertion_or_response" and facts.root.get("ID") in facts.signed_ids:
+            # A Response signature that is there must verify. pysaml2 7.5 refuses a bad one too,
+            # but its parser retries "without requiring" it; this keeps the rule ours (fail closed).
+            verify_with_any(document, RESPONSE_NODE, metadata.signing_certificates)
         now = dt.datetime.now(dt.UTC)
         verified = check_response(response, facts, Expectations(
             idp_entity_id=metadata.entity_id, sp_entity_id=self.sp_entity_id, acs_url=self.acs_url,

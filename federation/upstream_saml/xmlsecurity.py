@@ -297,6 +297,28 @@ class XmlSecurity:
         return output if isinstance(output, bytes) else output.encode()
 
 
+def certificate_pem(certificate_b64: str) -> str:
+    """Return a metadata ``ds:X509Certificate`` value (base64 DER) as a PEM certificate."""
+    body = "".join(certificate_b64.split())
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def verify_with_any(xml: bytes, node_name: str, certificates_b64: tuple[str, ...]) -> None:
+    """Verify the root signature of ``xml`` against one of ``certificates_b64`` (metadata rollover).
+
+    Raises FederationError(INVALID_TOKEN) if none verifies it.
+    """
+    security = XmlSecurity()
+    for certificate in certificates_b64:
+        try:
+            security.verify_enveloped(xml, node_name, certificate_pem(certificate))
+            return
+        except FederationError:
+            continue
+    raise _refuse("the root element's signature does not verify with the peer's certificates")
+
+
 def signature_template(element_id: str, certificate_b64: str) -> str:
     """Return an empty enveloped ds:Signature for ``element_id`` with our algorithms (to sign)."""
     return (

@@ -432,3 +432,34 @@ def test_xsw_the_signed_assertion_in_a_signature_object_is_refused(saml_broker: 
         holder.append(original)
 
     _refused(saml_broker, saml_broker.deliver(client, _edit(fields, wrap)))
+
+
+def test_a_broken_response_signature_is_refused_even_beside_a_signed_assertion(saml_broker: SamlBroker) -> None:
+    from federation.upstream_saml import build_saml_source
+    from federation.upstream_saml.keys import KeyPair
+    from federation.upstream_saml.xmlsecurity import signature_template
+
+    settings = saml_broker.services.settings
+    barnet = next(o for o in settings.organisations if o.id == "barnet")
+    either = build_saml_source(barnet.sources[0].model_copy(update={"signed": "assertion_or_response"}), "barnet", settings)
+    either.use_replay_cache(saml_broker.services.state)
+    started = either.start(UpstreamRequest(ACS))
+    fields = {"SAMLResponse": idp_login(requests.Session(), started.url, "officer", OFFICER_PASSWORD)["SAMLResponse"]}
+
+    def broken_signature(root: Any) -> None:
+        template = etree.fromstring(signature_template(root.get("ID"), KeyPair(*_idp_key(saml_broker)).cert_b64))
+        template.find(f".//{{{DS_NS}}}DigestValue").text = "AAAA"
+        template.find(f"{{{DS_NS}}}SignatureValue").text = "AAAA"
+        root.find(f"{{{SAML_NS}}}Issuer").addnext(template)
+
+    with pytest.raises(FederationError) as caught:
+        either.finish(_edit(fields, broken_signature), dict(started.state), ACS)
+    assert caught.value.code is FederationErrorCode.INVALID_TOKEN
+    from federation.upstream_saml.xmlsecurity import XmlSecurity
+
+    root = etree.fromstring(decode_response(fields))
+    root.find(f"{{{SAML_NS}}}Issuer").addnext(
+        etree.fromstring(signature_template(root.get("ID"), KeyPair(*_idp_key(saml_broker)).cert_b64)))
+    signed = XmlSecurity().sign_enveloped(etree.tostring(root), "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+                                          root.get("ID"), *_idp_key(saml_broker))
+    assert either.finish(with_response(fields, signed), dict(started.state), ACS).subject.subject == "b.okafor"
