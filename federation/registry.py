@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.ldap_source import LdapSourceConfig
 from config.oidc_source import OidcSourceConfig
@@ -20,9 +20,11 @@ from federation.directory_source import DirectorySource
 from federation.errors import FederationError, FederationErrorCode
 from federation.organisations import Organisation, OrganisationRegistry, RoleMapping, Team
 from federation.sources import IdentitySource
-from federation.upstream_saml import ReplayCache, build_saml_source
 from federation.upstream_oidc.build import build_oidc_source, health_ods_index
 from federation.upstream_oidc.client_auth import SigningKeys
+
+if TYPE_CHECKING:
+    from federation.upstream_saml import ReplayCache
 
 SourceBuilder = Callable[[Any, str, Settings], IdentitySource]
 log = logging.getLogger(__name__)
@@ -84,18 +86,25 @@ def _build_oidc(cfg: OidcSourceConfig, organisation: str, settings: Settings) ->
     return build_oidc_source(cfg, organisation, index, production=settings.is_production)
 
 
+def _build_saml(cfg: Any, organisation: str, settings: Settings) -> IdentitySource:
+    """Build an upstream SAML source; pysaml2 (slow to import: it loads XML schemas) only when one is configured."""
+    from federation.upstream_saml import build_saml_source
+
+    return build_saml_source(cfg, organisation, settings)
+
+
 SOURCE_BUILDERS: dict[str, SourceBuilder] = {
     "static": _build_static,
     "ldap": _build_ldap,
     "active_directory": _build_ldap,
-    "saml": build_saml_source,
+    "saml": _build_saml,
     "oidc": _build_oidc,
     "nhs_cis2": _build_oidc,
 }
 
 
 def build_registry(
-    settings: Settings, *, signing_keys: SigningKeys | None = None, replay_cache: ReplayCache | None = None
+    settings: Settings, *, signing_keys: SigningKeys | None = None, replay_cache: "ReplayCache | None" = None
 ) -> OrganisationRegistry:
     """Return the organisation registry with every configured source built.
 

@@ -29,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
     """Wait until ``url`` answers 200. Raises RuntimeError if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,7 +130,7 @@ def start_live_broker(folder: Path, database_url: str) -> LiveBroker:
     except RuntimeError:
         for process in processes:
             process.kill()
-        raise RuntimeError((folder / "broker.log").read_text(errors="replace")[-4000:]) from None
+        raise RuntimeError("live broker did not start:\n" + (folder / "broker.log").read_text(errors="replace")[-4000:]) from None
     return LiveBroker(
         issuer=issuer,
         config_path=config_path,
