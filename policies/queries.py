@@ -16,7 +16,7 @@ from policies.model import Decision, PersonFacts, RecordRef, Request
 
 
 #: People decided together (``PolicyEngine.decide_many``); bounds memory on large populations.
-_BLOCK = 2048
+_BLOCK = 20_000
 
 
 def summarise(decision: Decision) -> str:

@@ -123,4 +123,4 @@ def replay(engine: PolicyEngine, recorded: Iterable[RecordedDecision]) -> Replay
 
 
 #: Recorded decisions evaluated together (``PolicyEngine.outcomes``); bounds memory on long histories.
-_BLOCK = 4096
+_BLOCK = 20_000
