@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from policies import LONDON_BUNDLE, PolicyEngine, compile_bundle, load_bundle
+from policies import PolicyEngine, compile_bundle
 from policies.bundle import CompiledBundle
 from policies.entities import literals_read
 from policies.errors import PolicyError, PolicyErrorCode
