@@ -17,7 +17,7 @@ from federation.keys import MasterKey
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "demo" / "london.yaml"
-STATE = ROOT / "var" / "demo"
+STATE = Path(os.environ.get("SUPERCLOUD_DEMO_STATE", ROOT / "var" / "demo"))
 PERSONAS = [
     ("amara.okafor@camden.test", "Camden adult social worker, discharge team"),
     ("kwame.mensah@newham.test", "Newham discharge coordinator"),
@@ -47,6 +47,7 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     issuer = f"http://127.0.0.1:{port}"
     env = {
+        "SUPERCLOUD_DATABASE_URL": f"sqlite:///{STATE / 'supercloud.db'}",
         **os.environ,
         "SUPERCLOUD_CONFIG": str(CONFIG),
         "SUPERCLOUD_ISSUER": issuer,
@@ -63,7 +64,7 @@ def main() -> int:
     print(
         f"\nLondon Supercloud demo\n  Broker (sign-in page): {issuer}/login\n"
         f"  OIDC discovery:        {issuer}/.well-known/openid-configuration\n"
-        "  Hospital Discharge Hub (demo app): http://127.0.0.1:8001/\n\n"
+        f"  Hospital Discharge Hub (demo app): http://127.0.0.1:{os.environ.get('DEMO_APP_PORT', '8001')}/\n\n"
         f"Demo accounts (password for all: {DEMO_PASSWORD}):"
     )
     for email, who in PERSONAS:
