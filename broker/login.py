@@ -93,19 +93,20 @@ class LoginService:
         source = next((s for s in organisation.sources if isinstance(s, PasswordSource)), None)
         if source is None:
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, "Your organisation does not sign in with a password here.")
-        if self._throttle.blocked("password", email, ip):
+        lockout = getattr(source, "lockout", None)
+        if self._throttle.blocked("password", email, ip, lockout=lockout):
             self._fail(email, organisation.id, source.id, "throttled", ip)
             raise BrokerError(BrokerErrorCode.THROTTLED, self._wait_message())
         if len(password) > MAX_PASSWORD:
             self._fail(email, organisation.id, source.id, "password too long", ip)
-            self._throttle.failed("password", email, ip)
+            self._throttle.failed("password", email, ip, lockout=lockout)
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, GENERIC_FAILURE)
         try:
             identity = source.authenticate_password(email.strip(), password)
         except FederationError as exc:
             self._fail(email, organisation.id, source.id, f"{exc.code.value}: {exc.reason}", ip)
             if exc.code is not FederationErrorCode.SOURCE_UNAVAILABLE:
-                self._throttle.failed("password", email, ip)
+                self._throttle.failed("password", email, ip, lockout=lockout)
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=organisation.name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, MESSAGES.get(exc.code, GENERIC_FAILURE)) from None

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 
 from broker.state import StateStore
+from federation.directory_source import LockoutPolicy
 
 NAMESPACE = "throttle"
 
@@ -35,15 +36,29 @@ class Throttle:
         """How long a blocked account or address waits, at most."""
         return self._limits.window_seconds
 
-    def blocked(self, kind: str, account: str, address: str | None) -> bool:
-        """Return True if ``account`` or ``address`` used up its failures for ``kind`` (password, otp)."""
+    def blocked(self, kind: str, account: str, address: str | None, *, lockout: LockoutPolicy | None = None) -> bool:
+        """Return True if ``account`` or ``address`` used up its failures for ``kind`` (password, otp).
+
+        With the directory's ``lockout`` policy, an account may fail at most one time fewer
+        than the directory's threshold, so the directory never locks it because of us.
+        """
+        limit = self._limits.account_failures
+        if lockout is not None:
+            limit = min(limit, lockout.threshold - 1)
         account_count = self._count(kind, "account", account)
         address_count = self._count(kind, "address", address) if address else 0
-        return account_count >= self._limits.account_failures or address_count >= self._limits.address_failures
+        return account_count >= limit or address_count >= self._limits.address_failures
 
-    def failed(self, kind: str, account: str, address: str | None) -> None:
-        """Count one failure for ``account`` and ``address``."""
-        self._state.incr(NAMESPACE, _key(kind, "account", account), self._limits.window_seconds)
+    def failed(self, kind: str, account: str, address: str | None, *, lockout: LockoutPolicy | None = None) -> None:
+        """Count one failure for ``account`` and ``address``.
+
+        An account's failures are remembered at least as long as the directory's lockout
+        observation window, so the count never resets before the directory's does.
+        """
+        window = self._limits.window_seconds
+        if lockout is not None:
+            window = max(window, lockout.window_seconds)
+        self._state.incr(NAMESPACE, _key(kind, "account", account), window)
         if address:
             self._state.incr(NAMESPACE, _key(kind, "address", address), self._limits.window_seconds)
 

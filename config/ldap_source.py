@@ -123,6 +123,19 @@ class LdapSourceConfig(BaseModel):
         le=5,
         description="A failed sign-in takes at least this long, so timing does not tell who exists",
     )
+    lockout_threshold: int | None = Field(
+        default=None,
+        ge=2,
+        le=1000,
+        description="The directory's account lockout threshold: the broker stops passing wrong passwords on "
+        "one before it, so nobody can lock staff out of the directory through the broker",
+    )
+    lockout_observation_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86400,
+        description="The directory's lockout observation window (AD: 'Reset account lockout counter after')",
+    )
 
     @field_validator("urls")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from directories import AccountRecord, AccountStatus, DirectoryError, DirectoryErrorCode
@@ -18,6 +19,14 @@ _NOT_ACTIVE = {
 }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    """A directory's account lockout: ``threshold`` wrong passwords within ``window_seconds`` lock it."""
+
+    threshold: int
+    window_seconds: int
+
+
 def directory_issuer(directory_id: str) -> str:
     """Return the issuer name under which a directory's subjects are keyed."""
     return f"urn:supercloud:directory:{directory_id}"
@@ -26,10 +35,12 @@ def directory_issuer(directory_id: str) -> str:
 class DirectorySource:
     """A ``PasswordSource`` and ``RefreshableSource`` backed by a directory."""
 
-    def __init__(self, source_id: str, organisation: str, directory: Directory) -> None:
+    def __init__(self, source_id: str, organisation: str, directory: Directory,
+                 lockout: LockoutPolicy | None = None) -> None:
         self._id = source_id
         self._organisation = organisation
         self._directory = directory
+        self.lockout = lockout
 
     @property
     def id(self) -> str:

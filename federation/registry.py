@@ -16,7 +16,7 @@ from config.schema import Settings, StaticSourceConfig
 from directories.errors import DirectoryError
 from directories.ldap import build_ldap_directory
 from directories.static import StaticDirectory
-from federation.directory_source import DirectorySource
+from federation.directory_source import DirectorySource, LockoutPolicy
 from federation.errors import FederationError, FederationErrorCode
 from federation.organisations import Organisation, OrganisationRegistry, RoleMapping, Team
 from federation.sources import IdentitySource
@@ -69,7 +69,10 @@ def _build_ldap(cfg: LdapSourceConfig, organisation: str, settings: Settings) ->
         directory = build_ldap_directory(resolved)
     except DirectoryError as exc:
         raise FederationError(FederationErrorCode.MISCONFIGURED, exc.detail) from None
-    return DirectorySource(cfg.id, organisation, directory)
+    lockout = (
+        LockoutPolicy(cfg.lockout_threshold, cfg.lockout_observation_seconds) if cfg.lockout_threshold is not None else None
+    )
+    return DirectorySource(cfg.id, organisation, directory, lockout)
 
 
 def _build_oidc(cfg: OidcSourceConfig, organisation: str, settings: Settings) -> IdentitySource:
