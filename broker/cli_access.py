@@ -80,6 +80,7 @@ def reset(ctx: click.Context, issuer: str, subject: str, actor: str, reason: str
     if not removed:
         raise click.ClickException("that person has no second factor to reset")
     services.audit.append(AuditEvent("mfa_reset", "success", actor=actor, details={"subject": subject_id, "reason": reason}))
+    services.notifications.notify(subject_id, None, "mfa_reset")
     click.echo("second factor removed; the person sets up a new one at their next sign-in")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from broker.audit import AuditEvent
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.mfa import MfaError, TotpService
+from broker.notifications import Notifications
 from broker.sessions import SsoSession, SsoSessions
 from broker.state import StateStore
 from broker.subjects import Subjects
@@ -50,6 +51,7 @@ class LoginService:
         throttle: Throttle,
         totp: TotpService,
         state: StateStore,
+        notifications: Notifications,
     ) -> None:
         self._registry = registry
         self._subjects = subjects
@@ -58,6 +60,7 @@ class LoginService:
         self._throttle = throttle
         self.totp = totp
         self._state = state
+        self._notifications = notifications
 
     def discover(self, email: str) -> Organisation:
         """Return the organisation that serves ``email``.
@@ -249,13 +252,17 @@ class LoginService:
         account = f"subject:{session.subject_id}"
         if self._throttle.blocked("otp", account, ip):
             raise BrokerError(BrokerErrorCode.THROTTLED, self._wait_message())
+        replacing = self.totp.is_enrolled(session.subject_id)
         try:
             codes = self.totp.confirm_enrolment(session.subject_id, code)
         except MfaError as exc:
             self._throttle.failed("otp", account, ip)
             self._audit(AuditEvent("mfa_enrol", "failure", actor=session.subject_id, ip=ip, details={"reason": exc.reason}))
             raise
-        self._audit(AuditEvent("mfa_enrol", "success", actor=session.subject_id, ip=ip, details={"kind": "totp"}))
+        self._audit(AuditEvent("mfa_enrol", "success", actor=session.subject_id, ip=ip,
+                               details={"kind": "totp", "replaced": replacing}))
+        self._notifications.notify(session.subject_id, session.identity.text("email"),
+                                   "mfa_replaced" if replacing else "mfa_enrolled")
         cookie, elevated = self._elevate(session, "otp", ip=ip)
         return cookie, elevated, codes
 

@@ -12,6 +12,7 @@ from broker.access import AccessGate, MfaRequirement, OpenAccess
 from broker.audit import AuditEvent, AuditLog
 from broker.break_glass import BreakGlassService
 from broker.linking import AccountLinking
+from broker.notifications import Notifications
 from broker.clients import ClientRegistry
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
@@ -53,6 +54,7 @@ class Services:
     oidc: OidcProvider
     break_glass: BreakGlassService
     linking: AccountLinking
+    notifications: Notifications
 
 
 def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], MasterKey]:
@@ -105,6 +107,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
     sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
     registry = build_registry(settings, signing_keys=keyring, replay_cache=state)
     break_glass = BreakGlassService(db, audit.append)
+    notifications = Notifications(db)
     endpoints = Endpoints(settings.broker.issuer)
     minter = TokenMinter(
         db,
@@ -160,7 +163,9 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
             registry, subjects, sso, audit.append, Throttle(state, ThrottleLimits()),
             TotpService(db, master, state, issuer_name="London Supercloud"),
             state,
+            notifications,
         ),
+        notifications=notifications,
         oidc=oidc,
         break_glass=break_glass,
         linking=AccountLinking(db, subjects, sso, audit.append),

@@ -290,3 +290,15 @@ class AccountLinkRow(Base):
     evidence: Mapped[str] = mapped_column(Text)  # JSON
     linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     linked_by: Mapped[str] = mapped_column(String(255))
+
+
+class NotificationRow(Base):
+    """A message queued for a person (e.g. "your authenticator app was changed"), for the mail relay."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    recipient: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

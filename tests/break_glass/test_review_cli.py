@@ -51,3 +51,4 @@ def test_mfa_reset_is_audited_and_refuses_when_nothing_to_reset(settings, servic
     assert second.exit_code != 0 and "no second factor" in second.output
     reset = [r for r in services.audit.records() if r.event == "mfa_reset"]
     assert reset and reset[0].actor == "tom.hughes"
+    assert [n.kind for n in services.notifications.pending(subject_id)] == ["mfa_reset"]

@@ -131,3 +131,47 @@ def test_password_failures_are_throttled_before_a_directory_lockout(app, service
     assert response.status_code == 400
     assert "too many attempts" in response.get_data(as_text=True)
     assert list(services.audit.records())[-1].details["reason"] == "throttled"
+
+
+def test_enrolment_and_re_enrolment_notify_the_person_and_are_audited(policy_app) -> None:
+    app, services = policy_app
+    client = app.test_client()
+    _, signed = _start(client, "amara.okafor@camden.test")
+    _enrol_through_pages(client, client.get(signed.headers["Location"]))
+    subject = [r for r in services.audit.records() if r.event == "signin"][-1].actor
+    # The session is now AAL2, so the person may replace their app.
+    page = client.get("/mfa/setup").get_data(as_text=True)
+    assert "Set up your authenticator app" in page
+    secret = _secret_from_page(page)
+    replaced = client.post("/mfa/setup", data={"csrf_token": csrf_token(page), "code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert replaced.status_code == 200
+    kinds = [n.kind for n in services.notifications.pending(subject)]
+    assert kinds == ["mfa_enrolled", "mfa_replaced"]
+    assert services.notifications.pending(subject)[0].recipient == "amara.okafor@camden.test"
+    enrols = [r.details for r in services.audit.records() if r.event == "mfa_enrol" and r.outcome == "success"]
+    assert [e["replaced"] for e in enrols] == [False, True]
+
+
+def test_a_password_only_session_cannot_replace_an_enrolled_app(policy_app) -> None:
+    app, services = policy_app
+    first = app.test_client()
+    _, signed = _start(first, "amara.okafor@camden.test")
+    _enrol_through_pages(first, first.get(signed.headers["Location"]))
+    attacker = app.test_client()
+    password_sign_in(attacker, "amara.okafor@camden.test")
+    response = attacker.get("/mfa/setup")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/mfa")
+
+
+def test_a_tampered_flow_cookie_cannot_resume_someone_elses_request(policy_app) -> None:
+    app, services = policy_app
+    client = app.test_client()
+    _, signed = _start(client, "amara.okafor@camden.test")
+    client.get(signed.headers["Location"])  # parked for step-up
+    from broker.web.security import FLOW_COOKIE
+
+    flow = client.get_cookie(FLOW_COOKIE).value
+    payload, _, signature = flow.rpartition(".")
+    client.set_cookie(FLOW_COOKIE, payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:])
+    response = client.get("/authorize/resume")
+    assert response.status_code == 400 and "start again" in response.get_data(as_text=True)
