@@ -284,3 +284,11 @@ def test_a_configured_attribute_can_be_the_stable_subject(settings_factory, simp
     fields = idp_login(requests.Session(), started.url, "officer", OFFICER_PASSWORD)
     identity = source.finish({"SAMLResponse": fields["SAMLResponse"]}, started.state, source.acs_url)
     assert identity.subject.subject == "bola.okafor@barnet.test" and identity.groups == ()
+
+
+def test_a_barnet_email_is_sent_to_barnets_idp(saml_broker: SamlBroker) -> None:
+    client = saml_broker.app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post("/login", data={"csrf_token": csrf_token(page), "email": "bola.okafor@barnet.test"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(f"{saml_broker.idp.base_url}saml2/idp/SSOService.php?SAMLRequest=")
