@@ -40,6 +40,7 @@ JUSTIFICATION_ELSEWHERE = "(recorded in the audit log)"
 _FORMAT = 1
 _DECODE_CACHE_LIMIT = 200_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_UNRECORDED = Fact(value=NOT_RECORDED, source="decision-log", asserted_at=_EPOCH)
 
 
 def encode_request(request: Request) -> str:
@@ -85,7 +86,7 @@ def encode_request(request: Request) -> str:
 
 def decode_request(text: str, action: str, service: str, now: dt.datetime) -> Request:
     """Rebuild the Request of a log row. Raises PolicyError(INVALID_INPUT) if the row is malformed."""
-    person, record, requested = _decode_parts(text)
+    person, record, requested = _decode_parts(text, {})
     return _request(person, record, requested, action, service, now)
 
 
@@ -105,8 +106,13 @@ def _request(
         raise PolicyError(PolicyErrorCode.INVALID_INPUT, "malformed decision log entry", error.problems) from error
 
 
-def _decode_parts(text: str) -> tuple[PersonFacts, RecordRef | None, tuple[str, ...] | None]:
-    """Return the person, record and requested attribute names of a log row's request column."""
+def _decode_parts(
+    text: str, known_facts: dict[tuple[str, Any, str, str], Fact]
+) -> tuple[PersonFacts, RecordRef | None, tuple[str, ...] | None]:
+    """Return the person, record and requested attribute names of a log row's request column.
+
+    ``known_facts`` holds Facts already built (immutable, so shared between people).
+    """
     try:
         document = json.loads(text)
         if not isinstance(document, dict) or document.get("v") != _FORMAT:
@@ -114,13 +120,16 @@ def _decode_parts(text: str) -> tuple[PersonFacts, RecordRef | None, tuple[str, 
         sources, times = document["src"], document["t"]
         facts: dict[str, Fact] = {}
         for name, (value, source, when) in document["f"].items():
-            facts[name] = Fact(
-                value=tuple(value) if isinstance(value, list) else value,
-                source=sources[source],
-                asserted_at=dt.datetime.fromisoformat(times[when]),
-            )
+            plain = tuple(value) if isinstance(value, list) else value
+            key = (type(plain).__name__, plain, sources[source], times[when])  # True and 1 stay apart
+            fact = known_facts.get(key)
+            if fact is None:
+                fact = Fact(value=plain, source=key[2], asserted_at=dt.datetime.fromisoformat(key[3]))
+                if len(known_facts) < _DECODE_CACHE_LIMIT:
+                    known_facts[key] = fact
+            facts[name] = fact
         for name in document.get("o", ()):
-            facts[name] = Fact(value=NOT_RECORDED, source="decision-log", asserted_at=_EPOCH)
+            facts[name] = _UNRECORDED
         grant = None
         if "bg" in document:
             reason, granted, expires = document["bg"]
@@ -205,11 +214,12 @@ class DecisionRecorder:
             query = query.limit(limit)
         cache: dict[str, tuple[PersonFacts, RecordRef | None, tuple[str, ...] | None]] = {}
         ids_cache: dict[str, tuple[str, ...]] = {}
+        known_facts: dict[tuple[str, Any, str, str], Fact] = {}
         with self._sessions() as session:
             for row in session.execute(query.execution_options(yield_per=2000)):
                 parts = cache.get(row.request)
                 if parts is None:
-                    parts = _decode_parts(row.request)
+                    parts = _decode_parts(row.request, known_facts)
                     if len(cache) < _DECODE_CACHE_LIMIT:
                         cache[row.request] = parts
                 request = _request(*parts, row.action, row.service, row.decided_at)

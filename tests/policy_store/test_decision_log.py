@@ -129,3 +129,18 @@ def test_replay_over_real_history_lists_the_flips(london, engine, recorder, serv
     assert report.total == 2 and len(report.flips) == 1
     flip = report.flips[0]
     assert (flip.was_allowed, flip.now_allowed, flip.new_policy_ids) == (True, False, ("mash/require-aal2",))
+
+
+def test_shared_facts_do_not_blur_types(london, engine, recorder, services) -> None:  # type: ignore[no-untyped-def]
+    case = london.tests.cases[0]
+    recorder.record(engine.decide(case.request))
+    recorder.record(engine.decide(case.request))
+    with services.db.begin() as session:
+        first = session.execute(select(PolicyDecisionRow.id).order_by(PolicyDecisionRow.id)).scalars().first()
+        text = session.execute(select(PolicyDecisionRow.request).where(PolicyDecisionRow.id == first)).scalar_one()
+        session.execute(update(PolicyDecisionRow).where(PolicyDecisionRow.id != first)
+                        .values(request=text.replace('"assurance":[2,', '"assurance":[true,')))
+    stream = recorder.recorded()
+    assert next(stream).request.person.assurance == 2
+    with pytest.raises(PolicyError):
+        next(stream)
