@@ -5,7 +5,10 @@ broker binds to this browser; ``finish`` takes the HTTP-POST response and accept
 if it answers that ID (so a response stolen from another browser's sign-in is refused),
 passes pysaml2's verification and our profile checks, and its assertion ID has not been
 seen before (a replay cache shared by every instance, kept until the assertion expires).
-RelayState is never sent and never followed.
+RelayState is never sent and never followed. With ``ForceAuthn`` (step-up) the
+``AuthnInstant`` must not predate the request (SAML Core §3.4.1: the IdP MUST authenticate
+the presenter directly rather than rely on a previous context), and the mapped level must
+reach the one asked for.
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ class SamlSource:
             class_refs=self._class_refs(request.min_assurance),
         )
         state = {"request_id": request_id, "idp": metadata.entity_id,
-                 "min_assurance": request.min_assurance.value if request.min_assurance else None}
+                 "min_assurance": request.min_assurance.value if request.min_assurance else None,
+                 "force_authn": request.force_authn, "started_at": int(dt.datetime.now(dt.UTC).timestamp())}
         return UpstreamStart(url=url, state=state)
 
     def finish(self, params: Mapping[str, str], state: Mapping[str, Any], callback_url: str) -> Identity:
@@ -173,6 +177,11 @@ class SamlSource:
             request_id=request_id, allow_unsolicited=self._allow_unsolicited, signed=self._signed,
             want_encrypted=self._want_encrypted, clock_skew=self._skew,
         ), now)
+        started_at = state.get("started_at")
+        if state.get("force_authn") and isinstance(started_at, int) and (
+            verified.authn_instant < dt.datetime.fromtimestamp(started_at, dt.UTC) - self._skew
+        ):
+            raise _refuse("ForceAuthn was asked but the IdP did not authenticate the person again (AuthnInstant)")
         wanted = state.get("min_assurance")
         if isinstance(wanted, int) and assurance(verified, self._rules) < wanted:
             raise _refuse("the IdP authenticated the person below the assurance level asked for")

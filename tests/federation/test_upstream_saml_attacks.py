@@ -15,6 +15,7 @@ import requests
 from lxml import etree
 
 from federation.errors import FederationError, FederationErrorCode
+from federation.identity import AssuranceLevel
 from federation.sources import UpstreamRequest
 from federation.upstream_saml.keys import generate_key_pair
 from tests.federation.test_upstream_saml import SamlBroker, saml_broker  # noqa: F401 - fixture
@@ -463,3 +464,15 @@ def test_a_broken_response_signature_is_refused_even_beside_a_signed_assertion(s
     signed = XmlSecurity().sign_enveloped(etree.tostring(root), "urn:oasis:names:tc:SAML:2.0:protocol:Response",
                                           root.get("ID"), *_idp_key(saml_broker))
     assert either.finish(with_response(fields, signed), dict(started.state), ACS).subject.subject == "b.okafor"
+
+
+def test_step_up_needs_a_fresh_authentication(saml_broker: SamlBroker) -> None:
+    source, state, fields = _direct(saml_broker, min_assurance=AssuranceLevel.AAL2, force_authn=True)
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stale = _edit(fields, lambda root: root.find(f".//{{{SAML_NS}}}AuthnStatement").set("AuthnInstant", old),
+                  resign_with=_idp_key(saml_broker))
+    with pytest.raises(FederationError) as caught:
+        source.finish(stale, state, ACS)
+    assert "ForceAuthn" in caught.value.reason
+    identity = source.finish(fields, state, ACS)  # the real, fresh answer
+    assert identity.authn.assurance is AssuranceLevel.AAL2
