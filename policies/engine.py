@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import cedarpy
@@ -105,6 +105,15 @@ class PolicyEngine:
         self._organisations = frozenset(o.id for o in environment.organisations)
         self._teams = frozenset(t.id for t in environment.teams)
         self._functions = {t.id: tuple(t.functions) for t in environment.teams}
+        self._organisation_attributes: dict[str, dict[str, Hashable]] = {
+            o.id: {
+                "name": o.name,
+                "kind": o.kind,
+                "memberships": frozenset(o.memberships),
+                "section75_partners": frozenset(environment.partners(o.id)),
+            }
+            for o in environment.organisations
+        }
         self._services = frozenset(s.id for s in environment.services)
         self._release_cache: dict[tuple[str, str], Outcome] | None = (
             None if _release_depends_on_person(compiled) else {}
@@ -268,7 +277,7 @@ class PolicyEngine:
         alike: list[tuple[Pending, Pending]] = []
         seen: dict[object, Pending] = {}
         for item in group:
-            key = found.projection.key(item.request, item.grant_active, self._functions)
+            key = found.projection.key(item.request, item.grant_active, self._functions, self._organisation_attribute)
             representative = seen.get(key) if key is not None else None
             if representative is not None and representative.variants == item.variants:
                 alike.append((item, representative))
@@ -424,6 +433,13 @@ class PolicyEngine:
             withheld=withheld,
             break_glass_active=grant_active,
         )
+
+    def _organisation_attribute(self, organisation: str, name: str) -> Hashable:
+        """Return attribute ``name`` of an organisation as Cedar sees it (for projection keys)."""
+        attributes = self._organisation_attributes.get(organisation)
+        if attributes is None:
+            return ("unknown organisation", organisation)
+        return attributes.get(name, ("no attribute", name))
 
     def _release_entities(self, item: Pending) -> cedarpy.Entities:
         """Return entities holding ``item``'s person under their own subject (built only when needed)."""

@@ -244,3 +244,14 @@ def test_projection_gives_up_on_uses_it_does_not_understand(london_bundle, condi
     except PolicyError:
         pytest.skip("not valid against the schema")
     assert not Projection(compiled.policies.values()).usable
+
+
+def test_organisations_are_told_apart_only_as_far_as_policies_look(odd: CompiledBundle) -> None:
+    from policies.partition import PolicyIndex
+
+    index = PolicyIndex(odd)
+    hub = index.slice("sign_in", "discharge-hub").projection
+    assert not hub.organisation_identity and {"kind", "memberships"} <= hub.organisation_reads
+    assert "camden" in hub.organisation_literals  # odd/literal-read compares with Organisation::"camden"
+    reads = index.slice("read", "case-records").projection
+    assert reads.organisation_identity  # resource.home_borough == principal.organisation needs the id
