@@ -279,7 +279,8 @@ def test_a_replayed_callback_is_refused(peer: World) -> None:
 def test_a_token_endpoint_failure_is_refused_and_audited(peer: World) -> None:
     peer.upstream.tamper(token={"status": 500})
     _, page = _browser_sign_in(peer, "consultant@nhs.test")
-    assert page.status_code == 400 and "We could not sign you in" in page.text
+    # A server error at the upstream is an outage to the person, not a failed sign-in.
+    assert page.status_code == 400 and "is unavailable at the moment" in page.text
     assert "token endpoint answered HTTP 500" in _last_signin(peer).details["reason"]
 
 
