@@ -210,12 +210,25 @@ class LoginService:
         """
         taken = self._state.take(UPSTREAM_NAMESPACE, key) if key else None
         source = self._registry.source(source_id)
+        unsolicited = (
+            (taken is None or (taken.value is None and not taken.already_taken))
+            and isinstance(source, CallbackSource)
+            and getattr(source, "accepts_unsolicited", False)
+        )
+        if unsolicited:
+            # IdP-initiated sign-in, enabled for this IdP only: the source checks the response
+            # without a request of ours (replay still caught by its assertion-id cache).
+            return self._finish_at(source, params, {}, callback_url, ip=ip), {"unsolicited": True}
         if taken is None or taken.value is None or taken.value.get("source") != source_id or not isinstance(source, CallbackSource):
             reason = "replayed callback" if taken is not None and taken.already_taken else "no sign-in in progress for this browser"
             self._fail("", source.organisation if source else "", source_id, reason, ip)
             raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Start again.")
+        return self._finish_at(source, params, taken.value["state"], callback_url, ip=ip), dict(taken.value.get("extras", {}))
+
+    def _finish_at(self, source: CallbackSource, params: dict[str, str], state: dict[str, Any], callback_url: str, *,
+                   ip: str | None) -> Identity:
         try:
-            identity = source.finish(params, taken.value["state"], callback_url)
+            identity = source.finish(params, state, callback_url)
         except FederationError as exc:
             self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
@@ -223,7 +236,7 @@ class LoginService:
                 name = organisation.name if organisation else source.id
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
-        return self._scoped(identity, source, ip=ip), dict(taken.value.get("extras", {}))
+        return self._scoped(identity, source, ip=ip)
 
     def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
         """Check a TOTP or recovery code for the session's person and raise the session to AAL2.

@@ -74,6 +74,11 @@ class SamlSource:
         self._client: tuple[IdpMetadata, sp.BrokerSp] | None = None
 
     @property
+    def accepts_unsolicited(self) -> bool:
+        """True if this IdP is enabled for IdP-initiated (unsolicited) responses (SAML Profiles §4.1.5)."""
+        return self._allow_unsolicited
+
+    @property
     def id(self) -> str:
         """The source's id from configuration."""
         return self._id

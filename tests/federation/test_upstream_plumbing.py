@@ -96,3 +96,21 @@ def test_an_unknown_source_cannot_be_chosen(app, upstream) -> None:
     page = client.get("/login/choose").get_data(as_text=True)
     response = client.post("/login/choose", data={"csrf_token": csrf_token(page), "source": "camden-demo"})
     assert response.status_code == 400 and "Select how you sign in" in response.get_data(as_text=True)
+
+
+def test_an_idp_initiated_answer_signs_in_only_where_the_idp_is_enabled_for_it(app, services, upstream) -> None:
+    # The fake accepts an answer whose code it checks against the (empty) kept state.
+    class Unsolicited(type(upstream)):  # type: ignore[misc]
+        accepts_unsolicited = True
+
+        def finish(self, params, state, callback_url):  # type: ignore[no-untyped-def]
+            if state:
+                raise AssertionError("an unsolicited answer has no kept state")
+            return super().finish(params, {"code": params.get("code")}, callback_url)
+
+    refused = app.test_client().post("/login/callback/fake-cis2", data={"code": "x", "_bounced": "1"})
+    assert refused.status_code == 400, "off unless enabled"
+    enabled = Unsolicited()
+    services.registry._sources[enabled.id] = enabled
+    accepted = app.test_client().post("/login/callback/fake-cis2", data={"code": "x", "_bounced": "1"})
+    assert accepted.status_code == 302 and accepted.headers["Location"].endswith("/signed-in")
