@@ -9,6 +9,8 @@ denial / step-up obligation.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable
 
 from broker.access import AccessDenied, AccessGrant, BreakGlassNeeded, StepUpRequired
@@ -16,6 +18,7 @@ from config.schema import Settings
 from federation.identity import AssuranceLevel, Identity
 from federation.organisations import OrganisationRegistry
 from broker.break_glass import Grant
+from broker.policy_store import SqlBundleRepository
 from policies import (
     BreakGlassAlert,
     BreakGlassRequired,
@@ -68,6 +71,39 @@ def environment_from_settings(settings: Settings) -> Environment:
         ),
         services=tuple(ServiceFacts(id=sid, name=name) for sid, name in services.items()),
     )
+
+
+class ActiveEngine:
+    """The engine in force: the governed version activated by two people if there is one,
+    else the bundle named in configuration. Re-checked every ``recheck_seconds`` so an
+    activation or rollback reaches every worker and host within that time."""
+
+    def __init__(self, repository: SqlBundleRepository, fallback: PolicyEngine, environment: Environment,
+                 *, recheck_seconds: float = 30.0) -> None:
+        self._repository = repository
+        self._fallback = fallback
+        self._environment = environment
+        self._recheck = recheck_seconds
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._engine = fallback
+        self._checked = float("-inf")
+
+    def __call__(self) -> PolicyEngine:
+        """Return the engine for the version in force now. Raises PolicyError if a stored version is unusable."""
+        if time.monotonic() - self._checked < self._recheck:
+            return self._engine
+        with self._lock:
+            if time.monotonic() - self._checked >= self._recheck:
+                version = self._repository.active_version()
+                if version != self._version:
+                    record = self._repository.get(version) if version else None
+                    self._engine = (
+                        PolicyEngine(compile_bundle(record.bundle), self._environment) if record else self._fallback
+                    )
+                    self._version = version
+                self._checked = time.monotonic()
+        return self._engine
 
 
 def engine_from_settings(settings: Settings) -> PolicyEngine:

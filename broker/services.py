@@ -65,27 +65,35 @@ def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], Ma
 
 
 def build_access_gate(
-    settings: Settings, registry: OrganisationRegistry, audit: AuditLog, break_glass: BreakGlassService
+    settings: Settings, registry: OrganisationRegistry, audit: AuditLog, break_glass: BreakGlassService,
+    db: sessionmaker[Session],
 ) -> AccessGate:
     """Return the Cedar policy gate when a bundle is configured, else ``OpenAccess``.
 
-    The bundle is compiled once here. Raises PolicyError (every problem listed) if it is invalid.
+    The configured bundle is compiled once here and is in force until a governed version is
+    activated (``supercloud policy activate``). Every decision is audited and recorded for
+    replay. Raises PolicyError (every problem listed) if the configured bundle is invalid.
     """
     if settings.policies is None:
         return OpenAccess()
-    from broker.policy_access import PolicyAccess, engine_from_settings
+    from broker.decision_log import DecisionRecorder
+    from broker.policy_access import ActiveEngine, PolicyAccess, engine_from_settings
+    from broker.policy_store import SqlBundleRepository
 
-    engine = engine_from_settings(settings)
+    configured = engine_from_settings(settings)
+    engine = ActiveEngine(SqlBundleRepository(db), configured, configured.environment)
+    recorder = DecisionRecorder(db)
     services_by_client = {a.client_id: a.service or a.client_id for a in settings.applications}
 
     def record(decision: Decision) -> None:
+        recorder.record(decision)
         audit.append(AuditEvent("policy_decision", "permit" if decision.allowed else "deny", actor=decision.request.person.subject,
                                 details={"service": decision.request.service, "bundle": decision.bundle,
                                          "policy_ids": list(decision.policy_ids), "released": list(decision.released),
                                          "obligations": [o.to_json() for o in decision.obligations]}))
 
     return PolicyAccess(
-        lambda: engine, registry, lambda client_id: services_by_client.get(client_id, client_id), record,
+        engine, registry, lambda client_id: services_by_client.get(client_id, client_id), record,
         break_glass=lambda person, service: break_glass.active(person, service),
     )
 
@@ -135,7 +143,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         default_alg=settings.broker.default_signing_alg,
         access=LeaverCheck(
             MfaRequirement(
-                build_access_gate(settings, registry, audit, break_glass),
+                build_access_gate(settings, registry, audit, break_glass, db),
                 organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
                 clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
             ),
