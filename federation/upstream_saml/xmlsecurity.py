@@ -15,7 +15,9 @@ Policy (SAML 2.0 Core §5.4, XML Signature Profile; SAML Metadata §3):
   AES-CBC or AES-GCM content encryption (3DES refused).
 - Documents: at most ``MAX_DOCUMENT_BYTES``; no DTD, no entity, no processing instruction,
   no comment (NameID comment injection); every ID unique (signature wrapping relies on
-  duplicates); at most one signature per element.
+  duplicates); at most one signature per element; an assertion only where SAML Core §3.3.3
+  puts it, a child of the Response (or of an EncryptedAssertion that is), never in
+  Extensions, a ds:Object or another assertion (XSW7 and kin).
 
 ``inspect_document`` enforces the document rules before pysaml2 reads anything, so
 an XXE or entity-expansion bomb is refused in microseconds.
@@ -44,6 +46,7 @@ XENC = "http://www.w3.org/2001/04/xmlenc#"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+ASSERTION_TAGS = frozenset({f"{{{SAML}}}Assertion", f"{{{SAML}}}EncryptedAssertion"})
 
 #: What we sign with (AuthnRequests, metadata, and later assertions).
 SIGN_ALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -197,6 +200,10 @@ def inspect_document(xml: bytes | str) -> DocumentFacts:
             if ident in ids:
                 raise _refuse("two elements carry the same ID (signature wrapping)")
             ids.add(ident)
+        if element.tag in ASSERTION_TAGS and element is not root:
+            parent = parents[element]
+            if parent is not root and parent.tag != f"{{{SAML}}}EncryptedAssertion":
+                raise _refuse("an assertion is not a child of the Response (signature wrapping)")
         if element.tag == f"{{{XENC}}}EncryptedData":
             encrypted = True
         if element.tag == f"{{{XENC}}}EncryptionMethod":

@@ -5,6 +5,7 @@ signature), or signed with a key of the attacker's.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import threading
 import time
@@ -14,12 +15,16 @@ import pytest
 import requests
 from lxml import etree
 
+from broker.login import UPSTREAM_FAILED
 from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel
 from federation.sources import UpstreamRequest
 from federation.upstream_saml.keys import generate_key_pair
 from tests.federation.test_upstream_saml import SamlBroker, saml_broker  # noqa: F401 - fixture
 from tests.peers.simplesamlphp import (
+    ATTR_MAIL,
+    ATTR_NAME,
+    ATTR_UID,
     DS_NS,
     OFFICER_PASSWORD,
     SAML_NS,
@@ -476,3 +481,257 @@ def test_step_up_needs_a_fresh_authentication(saml_broker: SamlBroker) -> None:
     assert "ForceAuthn" in caught.value.reason
     identity = source.finish(fields, state, ACS)  # the real, fresh answer
     assert identity.authn.assurance is AssuranceLevel.AAL2
+
+
+# --- XML Signature Wrapping: XSW1-XSW8 ---------------------------------------------------------
+#
+# The eight classic wrappings (Somorovsky et al., "On Breaking SAML: Be Whoever You Want to Be",
+# USENIX Security 2012; SAML Raider's XSW1-XSW8). Each builder takes a real response from
+# SimpleSAMLphp (its assertion signed by the IdP; for XSW1/2 its Response signed too, with the
+# IdP's own key) and rearranges it so that the signed bytes still verify somewhere in the document
+# while an evil copy, about someone else, sits where a careless SP would read it. The evil copy
+# always gets fresh IDs, so the attack gets past the "every ID unique" rule to the rules behind it.
+
+EVIL_SUBJECT = "m.mallory"
+EVIL_MAIL = "mallory@camden.test"
+EVIL_NAME = "Mallory Intruder"
+EVIL_MARKS = (EVIL_SUBJECT, EVIL_MAIL, EVIL_NAME)
+
+
+def _signature_of(element: Any) -> Any:
+    """Return the ds:Signature enveloped directly in ``element``."""
+    return element.find(f"{{{DS_NS}}}Signature")
+
+
+def _unsigned_copy(element: Any) -> Any:
+    """Return a deep copy of ``element`` without its own ds:Signature."""
+    clone = copy.deepcopy(element)
+    clone.remove(_signature_of(clone))
+    return clone
+
+
+def _impersonate(assertion: Any) -> Any:
+    """Make ``assertion`` (in place) say it is about the evil user (NameID, uid, mail, name), with a fresh ID."""
+    assertion.set("ID", "_evil_assertion")
+    assertion.find(f".//{{{SAML_NS}}}NameID").text = EVIL_SUBJECT
+    evil_values = {ATTR_UID: EVIL_SUBJECT, ATTR_MAIL: EVIL_MAIL, ATTR_NAME: EVIL_NAME}
+    for attribute in assertion.iter(f"{{{SAML_NS}}}Attribute"):
+        if attribute.get("Name") in evil_values:
+            for value in attribute.iter(f"{{{SAML_NS}}}AttributeValue"):
+                value.text = evil_values[attribute.get("Name")]
+    return assertion
+
+
+def _evil_response(response: Any) -> Any:
+    """Turn ``response`` (in place) into the evil Response: new ID, its assertion unsigned and impersonated."""
+    response.set("ID", "_evil_response")
+    assertion = _assertion(response)
+    assertion.remove(_signature_of(assertion))
+    _impersonate(assertion)
+    return response
+
+
+def xsw1(response: Any) -> Any:
+    """XSW1: the signed Response is cloned; the evil clone becomes the document and keeps the
+    Response signature, and the genuine Response (minus that signature) is hidden *inside* the
+    ds:Signature (after KeyInfo), where the signature's reference still finds it."""
+    genuine = _unsigned_copy(response)
+    _evil_response(response)
+    _signature_of(response).append(genuine)
+    return response
+
+
+def xsw2(response: Any) -> Any:
+    """XSW2: as XSW1, but the genuine Response (minus its signature) is placed *before* the
+    signature as a sibling inside the evil Response: a detached signature over the hidden original."""
+    genuine = _unsigned_copy(response)
+    _evil_response(response)
+    _signature_of(response).addprevious(genuine)
+    return response
+
+
+def xsw3(response: Any) -> Any:
+    """XSW3: an unsigned evil copy of the Assertion is inserted *before* the signed one (first
+    assertion wins in a careless SP); the signed Assertion is left untouched."""
+    original = _assertion(response)
+    original.addprevious(_impersonate(_unsigned_copy(original)))
+    return response
+
+
+def xsw4(response: Any) -> Any:
+    """XSW4: the unsigned evil copy takes the Assertion's place and the signed Assertion becomes its
+    *child* (the signature still verifies over the nested original)."""
+    original = _assertion(response)
+    evil = _impersonate(_unsigned_copy(original))
+    response.replace(original, evil)
+    evil.append(original)
+    return response
+
+
+def xsw5(response: Any) -> Any:
+    """XSW5: the Assertion in place is altered to the evil identity (new ID) and *keeps the
+    signature*, which now points elsewhere: at an unsigned copy of the genuine Assertion (original
+    ID) appended *after* it at the end of the Response."""
+    original = _assertion(response)
+    genuine = _unsigned_copy(original)
+    _impersonate(original)
+    response.append(genuine)
+    return response
+
+
+def xsw6(response: Any) -> Any:
+    """XSW6: as XSW5, but the unsigned genuine copy is hidden *inside* the signature the evil
+    Assertion carries (after KeyInfo)."""
+    original = _assertion(response)
+    genuine = _unsigned_copy(original)
+    _impersonate(original)
+    _signature_of(original).append(genuine)
+    return response
+
+
+def xsw7(response: Any) -> Any:
+    """XSW7: an unsigned evil copy of the Assertion is put in a samlp:Extensions element of the
+    Response (before the signed Assertion, which is left untouched): Extensions are schema-lax."""
+    original = _assertion(response)
+    extensions = etree.Element(f"{{{SAMLP_NS}}}Extensions")
+    extensions.append(_impersonate(_unsigned_copy(original)))
+    response.find(f"{{{SAML_NS}}}Issuer").addnext(extensions)
+    return response
+
+
+def xsw8(response: Any) -> Any:
+    """XSW8: as XSW6, but the unsigned genuine copy sits in a ds:Object inside the signature the
+    evil Assertion (altered in place, new ID) carries: ds:Object is where XML Signature allows content."""
+    original = _assertion(response)
+    genuine = _unsigned_copy(original)
+    _impersonate(original)
+    holder = etree.SubElement(_signature_of(original), f"{{{DS_NS}}}Object")
+    holder.append(genuine)
+    return response
+
+
+XSW_VARIANTS = {"XSW1": xsw1, "XSW2": xsw2, "XSW3": xsw3, "XSW4": xsw4,
+                "XSW5": xsw5, "XSW6": xsw6, "XSW7": xsw7, "XSW8": xsw8}
+RESPONSE_WRAPPINGS = {"XSW1", "XSW2"}  # these need the Response itself signed
+#: The rule that stops each one first (the audit reason); each would be stopped by a later one too.
+XSW_REFUSED_BY = {
+    "XSW1": "a signature does not reference exactly its enclosing element",
+    "XSW2": "an assertion is not a child of the Response",  # the hidden original's assertion, met first
+    "XSW3": "pysaml2 refused the response",  # two assertions, the first unsigned
+    "XSW4": "an assertion is not a child of the Response",
+    "XSW5": "a signature does not reference exactly its enclosing element",
+    "XSW6": "a signature does not reference exactly its enclosing element",
+    "XSW7": "an assertion is not a child of the Response",  # accepted (as the genuine person) before this rule
+    "XSW8": "a signature does not reference exactly its enclosing element",
+}
+
+
+@pytest.fixture(params=["assertion", "assertion_or_response"])
+def xsw_broker(request, settings_factory, simplesamlphp_barnet):  # type: ignore[no-untyped-def]
+    """The broker over Barnet's SimpleSAMLphp, ``barnet-saml`` requiring a signed assertion, or
+    accepting a signed assertion or a signed Response (the laxer setting, where XSW1/2 aim)."""
+    from broker.bootstrap import initialise
+    from broker.services import build_services
+    from broker.web.app import create_app
+    from config import load_settings
+    from tests.federation.test_upstream_saml import barnet_document
+
+    document = barnet_document(settings_factory, simplesamlphp_barnet, signed=request.param)
+    settings = load_settings(settings_factory.write(document))
+    initialise(settings)
+    services = build_services(settings)
+    app = create_app(settings, services=services)
+    app.config["TESTING"] = True
+    yield SamlBroker(app, services, simplesamlphp_barnet)
+    services.engine.dispose()
+
+
+def _sign_response(xml: bytes, broker: SamlBroker) -> bytes:
+    """Return ``xml`` with its Response signed (enveloped, after the Issuer) by the IdP's own key,
+    as an IdP configured to sign responses would; the assertion keeps SimpleSAMLphp's signature."""
+    from federation.upstream_saml.keys import KeyPair
+    from federation.upstream_saml.xmlsecurity import XmlSecurity, signature_template
+
+    root = etree.fromstring(xml)
+    template = etree.fromstring(signature_template(root.get("ID"), KeyPair(*_idp_key(broker)).cert_b64))
+    root.find(f"{{{SAML_NS}}}Issuer").addnext(template)
+    return XmlSecurity().sign_enveloped(etree.tostring(root), "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+                                        root.get("ID"), *_idp_key(broker))
+
+
+def _signed_capture(broker: SamlBroker, variant: str) -> tuple[Any, dict[str, str]]:
+    """Capture a fresh response from SimpleSAMLphp; for XSW1/2 sign its Response too."""
+    client, fields = broker.capture()
+    if variant in RESPONSE_WRAPPINGS:
+        fields = with_response(fields, _sign_response(decode_response(fields), broker))
+    return client, fields
+
+
+DIGESTS = {"http://www.w3.org/2001/04/xmlenc#sha256": "sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384": "sha384",
+           "http://www.w3.org/2001/04/xmlenc#sha512": "sha512"}
+
+
+def _every_reference_still_digests(xml: bytes) -> None:
+    """Check each ds:Signature's Reference in ``xml`` still finds an element whose exclusive-c14n
+    digest (after the enveloped-signature transform) is the signed DigestValue: SignedInfo is the
+    IdP's, untouched, so a verifier that only checks signatures would accept the wrapped document."""
+    import base64
+    import hashlib
+
+    root = etree.fromstring(xml)
+    signatures = list(root.iter(f"{{{DS_NS}}}Signature"))
+    assert signatures
+    for signature in signatures:
+        reference = signature.find(f"{{{DS_NS}}}SignedInfo/{{{DS_NS}}}Reference")
+        targets = [e for e in root.iter() if e.get("ID") == reference.get("URI", "")[1:]]
+        assert len(targets) == 1, reference.get("URI")
+        signed = copy.deepcopy(targets[0])
+        for enveloped in signed.iter(f"{{{DS_NS}}}Signature"):  # the enveloped-signature transform
+            if enveloped.find(f".//{{{DS_NS}}}Reference").get("URI") == reference.get("URI"):
+                enveloped.getparent().remove(enveloped)
+                break
+        algorithm = DIGESTS[reference.find(f"{{{DS_NS}}}DigestMethod").get("Algorithm")]
+        digest = hashlib.new(algorithm, etree.tostring(signed, method="c14n", exclusive=True)).digest()
+        assert base64.b64encode(digest).decode() == "".join(reference.findtext(f"{{{DS_NS}}}DigestValue").split())
+
+
+def _no_evil_identity_anywhere(broker: SamlBroker, page: Any) -> None:
+    """Check nothing of the evil copy reached the person, the audit log or a session."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from broker.storage.models import SsoSessionRow
+
+    body = page.get_data(as_text=True)
+    assert "supercloud-session=" not in " ".join(page.headers.getlist("Set-Cookie"))
+    records = list(broker.services.audit.records())
+    assert not any(r.event == "signin" and r.outcome == "success" for r in records)
+    with Session(broker.services.engine) as db:
+        sessions = [str(row.identity) for row in db.scalars(select(SsoSessionRow))]
+    for mark in EVIL_MARKS:
+        assert mark not in body
+        assert not any(mark in str(r.details) for r in records)
+        assert not any(mark in identity for identity in sessions)
+
+
+def test_the_response_signed_as_for_xsw1_and_xsw2_is_accepted_unwrapped(xsw_broker: SamlBroker) -> None:
+    """The control for XSW1/2: the re-signed Response, unwrapped, signs Bola in (the forging is sound)."""
+    client, fields = _signed_capture(xsw_broker, "XSW1")
+    answer = xsw_broker.deliver(client, fields)
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
+    assert xsw_broker.session_of(answer).identity.subject.subject == "b.okafor"
+
+
+@pytest.mark.parametrize("variant", sorted(XSW_VARIANTS))
+def test_xml_signature_wrapping_is_refused(xsw_broker: SamlBroker, variant: str) -> None:
+    """Each XSW variant, built from a live SimpleSAMLphp response with every IdP signature still
+    intact, is refused: the generic page, no session cookie, a failure audited with its rule, and
+    nothing of the evil identity anywhere (page, audit, sessions)."""
+    client, fields = _signed_capture(xsw_broker, variant)
+    wrapped = etree.tostring(XSW_VARIANTS[variant](etree.fromstring(decode_response(fields))))
+    assert all(mark.encode() in wrapped for mark in EVIL_MARKS)  # the evil identity is in the document
+    _every_reference_still_digests(wrapped)  # and the IdP's signed bytes are all still there
+    page = xsw_broker.deliver(client, with_response(fields, wrapped))
+    _refused(xsw_broker, page, XSW_REFUSED_BY[variant])
+    assert UPSTREAM_FAILED.replace("'", "&#39;") in page.get_data(as_text=True)  # the person's clear page
+    _no_evil_identity_anywhere(xsw_broker, page)
