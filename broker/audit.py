@@ -90,9 +90,9 @@ class AuditLog:
                 recorded_at=utcnow(),
                 event=event.event,
                 outcome=event.outcome,
-                actor=event.actor,
-                client_id=event.client_id,
-                ip=event.ip,
+                actor=_printable(event.actor),
+                client_id=_printable(event.client_id),
+                ip=_printable(event.ip),
                 details=json.loads(json.dumps(dict(event.details), default=str)),
                 prev_hash=head.hash,
                 hash="",
@@ -183,6 +183,14 @@ def _record(row: AuditRecordRow) -> AuditRecord:
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
+
+
+def _printable(value: str | None) -> str | None:
+    """Return ``value`` with control characters shown as escapes: PostgreSQL text refuses NUL,
+    and an attacker's input must never make an audit record fail to be written."""
+    if value is None:
+        return None
+    return "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in value)
 
 
 def _refuse_secrets(details: Mapping[str, Any]) -> None:

@@ -69,7 +69,7 @@ class LoginService:
         organisation declares the address's domain.
         """
         email = email.strip()
-        if not email or len(email) > MAX_USERNAME or "@" not in email:
+        if not email or len(email) > MAX_USERNAME or "@" not in email or any(ord(c) < 32 or c == "\x7f" for c in email):
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, "Enter your work email address, like name@camden.test")
         organisation = self._registry.discover(email)
         if organisation is None:

@@ -115,3 +115,11 @@ def test_audit_verify_command_fails_on_tampering(log: AuditLog, services, settin
         session.execute(update(AuditRecordRow).where(AuditRecordRow.seq == _start(services)).values(actor="someone-else"))
     bad = CliRunner().invoke(cli, ["--config", config, "audit", "verify"], obj={})
     assert bad.exit_code == 1 and "TAMPERED" in bad.output
+
+
+def test_control_characters_from_input_are_recorded_escaped_never_lost(services) -> None:  # type: ignore[no-untyped-def]
+    record = services.audit.append(AuditEvent("signin", "failure", actor="asmith\x00@camden.test\x1b", details={"n": "\x00"}))
+    assert record.actor == "asmith\\x00@camden.test\\x1b"
+    stored = list(services.audit.records())[-1]
+    assert stored.actor == record.actor and stored.details == {"n": "\x00"}
+    assert services.audit.verify().ok
