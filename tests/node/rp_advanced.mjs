@@ -17,6 +17,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import * as client from 'openid-client';
+import { createBrowser, oneShotFetch } from './browser_standin.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,80 +43,7 @@ const redirectUri = required('--redirect-uri', args['redirect-uri']);
 const email = required('--email', args.email);
 const password = required('RP_PASSWORD', process.env.RP_PASSWORD);
 
-// --- a browser stand-in: cookie jar, manual redirects, the broker's sign-in forms ----------
-
-const cookies = new Map();
-
-function storeCookies(response) {
-  for (const line of response.headers.getSetCookie()) {
-    const [pair, ...attributes] = line.split(';');
-    const eq = pair.indexOf('=');
-    const name = pair.slice(0, eq).trim();
-    const value = pair.slice(eq + 1).trim();
-    const expired = attributes.some((a) => /^\s*max-age\s*=\s*0\s*$/i.test(a) || (/^\s*expires=/i.test(a) && Date.parse(a.split('=')[1]) <= Date.now()));
-    if (expired || value === '') cookies.delete(name);
-    else cookies.set(name, value);
-  }
-}
-
-function oneShotFetch(url, init = {}) {
-  const headers = new Headers(init.headers);
-  headers.set('connection', 'close');
-  return fetch(url, { ...init, headers });
-}
-
-async function browse(url, init = {}) {
-  const headers = new Headers(init.headers);
-  if (cookies.size) headers.set('cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '));
-  const response = await oneShotFetch(url, { ...init, headers, redirect: 'manual' });
-  storeCookies(response);
-  return response;
-}
-
-function decode(text) {
-  return text.replace(/&#(\d+);/g, (_, n) => String.fromCodePoint(Number(n)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, n) => String.fromCodePoint(parseInt(n, 16)))
-    .replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-}
-
-function attribute(tag, name) {
-  const match = tag.match(new RegExp(`\\s${name}="([^"]*)"`, 'i'));
-  return match ? decode(match[1]) : undefined;
-}
-
-function formWith(html, field) {
-  for (const [, openTag, body] of html.matchAll(/(<form\b[^>]*>)([\s\S]*?)<\/form>/gi)) {
-    const inputs = [...body.matchAll(/<input\b[^>]*>/gi)].map(([tag]) => tag);
-    if (!inputs.some((tag) => attribute(tag, 'name') === field)) continue;
-    const hidden = {};
-    for (const tag of inputs) if (attribute(tag, 'type') === 'hidden') hidden[attribute(tag, 'name')] = attribute(tag, 'value') ?? '';
-    return { action: attribute(openTag, 'action'), hidden };
-  }
-  return undefined;
-}
-
-async function reachCallback(start) {
-  let url = start;
-  let response = await browse(url);
-  for (let step = 0; step < 15; step += 1) {
-    const location = response.headers.get('location');
-    if (response.status >= 300 && response.status < 400 && location) {
-      url = new URL(location, url).href;
-      if (url.startsWith(redirectUri)) return new URL(url);
-      response = await browse(url);
-      continue;
-    }
-    const html = await response.text();
-    const form = formWith(html, 'email') ?? formWith(html, 'password');
-    if (!form || response.status !== 200) throw new Error(`unexpected page at ${url} (HTTP ${response.status})`);
-    const body = new URLSearchParams(form.hidden);
-    if (formWith(html, 'email')) body.set('email', email);
-    else body.set('password', password);
-    url = new URL(form.action ?? url, url).href;
-    response = await browse(url, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-  }
-  throw new Error(`no redirect to ${redirectUri}`);
-}
+const { browse, reachCallback } = createBrowser({ email, password, redirectUri });
 
 // --- the relying party ---------------------------------------------------------------------
 
