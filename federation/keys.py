@@ -34,6 +34,7 @@ class MasterKey:
         if len(raw) != 32:
             raise FederationError(FederationErrorCode.KEY_ERROR, "the master key must be 32 bytes")
         self._raw = raw
+        self._subkeys: dict[tuple[str, int], bytes] = {}
 
     @classmethod
     def from_text(cls, text: str) -> MasterKey:
@@ -54,8 +55,16 @@ class MasterKey:
         return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 
     def derive(self, label: str, length: int = 32) -> bytes:
-        """Return a subkey for ``label`` (HKDF-SHA256, RFC 5869)."""
-        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(self._raw)
+        """Return a subkey for ``label`` (HKDF-SHA256, RFC 5869), derived once per process.
+
+        Session cookies, codes and client secrets are hashed under subkeys on every request.
+        """
+        key = (label, length)
+        subkey = self._subkeys.get(key)
+        if subkey is None:
+            subkey = HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(self._raw)
+            self._subkeys[key] = subkey
+        return subkey
 
     def keyed_hash(self, label: str, value: str) -> str:
         """Return hex HMAC-SHA256 of ``value`` under the subkey for ``label``.
