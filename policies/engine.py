@@ -38,6 +38,7 @@ from policies.model import (
 )
 from policies.batch import Pending, Variant, chunks, variants
 from policies.entities import EntityGraph, literals_read
+from policies.memo import DEFAULT_LIMIT, AnswerMemo
 from policies.obligations import Outcome, find_obligations
 from policies.partition import PolicyIndex, Slice
 from policies.references import mentions_variable
@@ -91,11 +92,16 @@ def environment_entities(environment: Environment) -> list[dict[str, Any]]:
 class PolicyEngine:
     """Evaluates one compiled bundle against one environment; immutable and thread-safe."""
 
-    def __init__(self, compiled: CompiledBundle, environment: Environment, *, partitioned: bool = True) -> None:
+    def __init__(
+        self, compiled: CompiledBundle, environment: Environment, *, partitioned: bool = True,
+        memo_limit: int = DEFAULT_LIMIT,
+    ) -> None:
         """Build the engine. Raises PolicyError(ENVIRONMENT_INVALID) listing every problem.
 
         ``partitioned=False`` evaluates every policy against the whole environment for
-        every question (the reference path; slower, same answers).
+        every question (the reference path; slower, same answers). ``memo_limit`` bounds
+        the answers remembered for people alike to a slice (``policies.memo``); 0 asks
+        Cedar every time.
         """
         problems = environment.problems()
         if problems:
@@ -119,6 +125,7 @@ class PolicyEngine:
             None if _release_depends_on_person(compiled) else {}
         )
         self._partitioned = partitioned
+        self._memo = AnswerMemo(memo_limit if partitioned else 0)
         entities = environment_entities(environment)
         try:
             self._base = cedarpy.Entities.from_json_str(json.dumps(entities), compiled.schema)
@@ -140,6 +147,11 @@ class PolicyEngine:
     def environment(self) -> Environment:
         """The environment the engine was built with."""
         return self._environment
+
+    @property
+    def memo(self) -> AnswerMemo:
+        """The answers remembered for people alike to a slice (hits, misses, size)."""
+        return self._memo
 
     @property
     def label(self) -> str:
@@ -249,7 +261,7 @@ class PolicyEngine:
                 for item in group:
                     self._run_alone(item)
                 continue
-            group, alike = self._alike(found, group)
+            group, alike, keys = self._alike(found, group)
             for chunk in chunks(group):
                 try:
                     self._run_chunk(found, chunk)
@@ -257,6 +269,10 @@ class PolicyEngine:
                     for item in chunk:
                         item.known.clear()
                         self._run_alone(item)
+            for item in group:
+                key = keys.get(id(item))
+                if key is not None and item.failure is None:
+                    self._memo.remember(key, item.known, item.variants)
             for item, representative in alike:
                 answer = representative.known.get(representative.current)
                 if representative.failure is None and answer is not None and not answer.errors:
@@ -265,27 +281,42 @@ class PolicyEngine:
                 else:
                     self._run_alone(item)
 
-    def _alike(self, found: Slice, group: list[Pending]) -> tuple[list[Pending], list[tuple[Pending, Pending]]]:
+    def _alike(
+        self, found: Slice, group: list[Pending]
+    ) -> tuple[list[Pending], list[tuple[Pending, Pending]], dict[int, Hashable]]:
         """Split ``group`` into the requests to ask Cedar about and those alike to one of them.
 
-        Alike: the same key under the slice's projection (``policies.projection``), so
-        Cedar's answers, what-ifs included, are the same.
+        Alike: the same key under the slice's projection (``policies.projection``) and the
+        same variants, so Cedar's answers, what-ifs included, are the same. A request alike
+        to one answered earlier in this engine's life gets the remembered answers
+        (``policies.memo``) and is in neither list. Also returns, by ``id`` of each request
+        asked, the key to remember its answers under.
         """
-        if len(group) < 2 or not found.projection.usable:
-            return group, []
+        if not found.projection.usable or (len(group) < 2 and not self._memo.enabled):
+            return group, [], {}
         ask: list[Pending] = []
         alike: list[tuple[Pending, Pending]] = []
-        seen: dict[object, Pending] = {}
+        keys: dict[int, Hashable] = {}
+        seen: dict[Hashable, Pending] = {}
         for item in group:
             key = found.projection.key(item.request, item.grant_active, self._functions, self._organisation_attribute)
-            representative = seen.get(key) if key is not None else None
-            if representative is not None and representative.variants == item.variants:
+            if key is None:
+                ask.append(item)
+                continue
+            full = (found.action, found.service, key, item.variants)
+            remembered = self._memo.get(full) if self._memo.enabled else None
+            if remembered is not None:
+                item.known = remembered
+                item.entities, item.exclusive = None, False
+                continue
+            representative = seen.get(full)
+            if representative is not None:
                 alike.append((item, representative))
             else:
-                if key is not None:
-                    seen[key] = item
+                seen[full] = item
+                keys[id(item)] = full
                 ask.append(item)
-        return ask, alike
+        return ask, alike, keys
 
     def _run_what_ifs(self, pending: list[Pending]) -> None:
         """Ask, in batches, the what-if questions of the requests whose answer may need them.

@@ -78,10 +78,11 @@ def compare(compiled: CompiledBundle, requests: list[Request]) -> int:
     fast = PolicyEngine(compiled, environment)
     reference = PolicyEngine(compiled, environment, partitioned=False)
     expected = [reference.decide(request) for request in requests]
-    for request, b in zip(requests, expected, strict=True):
-        a = fast.decide(request)
-        assert a.to_json() == b.to_json(), request
-        assert a.release_policy_ids == b.release_policy_ids and a.break_glass_active == b.break_glass_active
+    for _ in range(2):  # the second pass is answered from what the first remembered (policies.memo)
+        for request, b in zip(requests, expected, strict=True):
+            a = fast.decide(request)
+            assert a.to_json() == b.to_json(), request
+            assert a.release_policy_ids == b.release_policy_ids and a.break_glass_active == b.break_glass_active
     batched = PolicyEngine(compiled, environment).decide_many(requests)
     for request, a, b in zip(requests, batched, expected, strict=True):
         assert a.to_json() == b.to_json(), request
@@ -133,6 +134,38 @@ def test_the_london_test_cases_are_decided_identically(london: CompiledBundle) -
 
 def test_many_random_requests_are_decided_identically_on_london(london: CompiledBundle) -> None:
     compare(london, random_requests(london, 400, seed=1))
+
+
+def test_people_alike_to_a_service_are_answered_from_memory_with_the_same_decision(london: CompiledBundle) -> None:
+    requests = random_requests(london, 300, seed=5)
+    engine = PolicyEngine(london, london.tests.environment)
+    first = [engine.decide(r).to_json() for r in requests]
+    hits = engine.memo.hits
+    again = [engine.decide(r).to_json() for r in requests]
+    assert again == first
+    assert engine.memo.hits - hits >= len(requests) // 2  # most came from memory the second time
+    cold = PolicyEngine(london, london.tests.environment, memo_limit=0)
+    assert [cold.decide(r).to_json() for r in requests] == first and cold.memo.hits == 0 and len(cold.memo) == 0
+
+
+def test_answers_with_evaluation_errors_are_never_remembered(odd: CompiledBundle) -> None:
+    engine = PolicyEngine(odd, odd.tests.environment)
+    person = PersonFacts("e1", {"organisation": Fact("camden", "s", NOW), "kind": Fact("borough", "s", NOW),
+                                "assurance": Fact(2, "s", NOW), "groups": Fact(("err",), "s", NOW)})
+    request = Request(person, "sign_in", "admissions", NOW)
+    for _ in range(3):
+        decision = engine.decide(request)
+        assert not decision.allowed and decision.errors  # fails closed every time, never from memory
+    assert engine.memo.hits == 0
+
+
+def test_the_memo_is_bounded(london: CompiledBundle) -> None:
+    engine = PolicyEngine(london, london.tests.environment, memo_limit=5)
+    requests = random_requests(london, 200, seed=6)
+    reference = PolicyEngine(london, london.tests.environment, memo_limit=0)
+    for request in requests:
+        assert engine.decide(request).to_json() == reference.decide(request).to_json()
+        assert len(engine.memo) <= 5
 
 
 def test_awkward_policy_shapes_are_decided_identically(odd: CompiledBundle) -> None:
