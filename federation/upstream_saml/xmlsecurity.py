@@ -1,8 +1,9 @@
 """XML signatures and encryption: the one module that configures them (SP now, a SAML IdP later).
 
 Everything else asks this module; nothing else names an algorithm, the xmlsec1 program or
-a pysaml2 security option. Signing and verification run in the ``xmlsec1`` program through
-pysaml2's ``CryptoBackendXmlSec1``.
+a pysaml2 security option. Verification (and the SP's own signing) runs in the ``xmlsec1``
+program through pysaml2's ``CryptoBackendXmlSec1``; what the broker's IdP issues is signed and
+encrypted in process (``EnvelopedSigner``, ``encrypt_element``: the ``xmlsec`` bindings to libxmlsec1).
 
 Policy (SAML 2.0 Core §5.4, XML Signature Profile; SAML Metadata §3):
 
@@ -380,3 +381,181 @@ def sign_metadata(descriptor: Any, security_context: Any) -> bytes:
 
     _, xml = sign_entity_descriptor(descriptor, None, security_context, sign_alg=SIGN_ALG, digest_alg=DIGEST_ALG)
     return xml if isinstance(xml, bytes) else str(xml).encode()
+
+
+# --- In-process signing and encryption of what the broker issues (SAML IdP) -------------------
+#
+# The ``xmlsec`` bindings to libxmlsec1 sign in process with a key parsed once: no program is
+# spawned per signature (pysaml2's default spawns ``xmlsec1`` twice per signed response).
+# Inbound verification stays on the xmlsec1 path above.
+
+#: Key transport for assertions we encrypt (xmlenc §5.4.2). SimpleSAMLphp 1.19 decrypts only
+#: rsa-oaep-mgf1p (it loads the SP key as RSA_1_5 and maps that to MGF1P alone: xmlenc11#rsa-oaep
+#: fails there with "Algorithm mismatch"). Its OAEP digest is the default one; RSA-1_5 is never used.
+ISSUE_KEY_TRANSPORT = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+#: Content encryption we offer, by the name an SP's settings use (AES-GCM unless the SP says CBC).
+ISSUE_CONTENT_ENCRYPTION = {
+    "aes256-gcm": "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "aes256-cbc": "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+}
+MIN_RSA_BITS = 2048
+
+
+def _xmlsec() -> Any:
+    """Import the ``xmlsec`` bindings (only the issuing side needs them).
+
+    Raises FederationError(MISCONFIGURED) when they are missing or built against another
+    libxml2 than lxml's (the bindings refuse to load then).
+    """
+    try:
+        import xmlsec
+    except Exception as exc:  # noqa: BLE001 - ImportError or xmlsec's libxml2 mismatch error
+        raise FederationError(
+            FederationErrorCode.MISCONFIGURED,
+            f"the xmlsec package cannot be loaded ({exc}); install the pinned xmlsec and lxml",
+        ) from None
+    return xmlsec
+
+
+def _rsa_certificate(certificate_pem: bytes, what: str) -> Any:
+    """Return the cryptography certificate in ``certificate_pem`` if it holds an RSA key of at least
+    ``MIN_RSA_BITS`` bits. Raises FederationError(MISCONFIGURED) otherwise."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+    except ValueError:
+        raise FederationError(FederationErrorCode.MISCONFIGURED, f"{what} is not a PEM certificate") from None
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < MIN_RSA_BITS:
+        raise FederationError(FederationErrorCode.MISCONFIGURED, f"{what} must hold an RSA key of at least {MIN_RSA_BITS} bits")
+    return certificate
+
+
+class EnvelopedSigner:
+    """Signs elements of documents the broker builds, in process (SAML Core §5.4; XML Signature
+    §3.1): RSA-SHA256, SHA-256 digest, exclusive c14n, the enveloped-signature transform, one
+    Reference to the element's ID, our certificate in ``KeyInfo/X509Data``.
+
+    The key is parsed once, at construction; an instance may be shared between threads (each
+    signature gets its own context holding a reference to the key).
+    """
+
+    def __init__(self, key_pem: bytes, certificate_pem: bytes) -> None:
+        """Raises FederationError(MISCONFIGURED) unless ``key_pem`` is an unencrypted RSA key of at
+        least 2048 bits and ``certificate_pem`` a certificate for that same key."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        certificate = _rsa_certificate(certificate_pem, "the signing certificate")
+        try:
+            private = load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError):
+            raise FederationError(FederationErrorCode.MISCONFIGURED, "the signing key is not an unencrypted PEM private key") from None
+        if not isinstance(private, rsa.RSAPrivateKey) or private.public_key().public_numbers() != certificate.public_key().public_numbers():
+            raise FederationError(FederationErrorCode.MISCONFIGURED, "the signing key does not belong to the signing certificate")
+        xmlsec = _xmlsec()
+        try:
+            self._key = xmlsec.Key.from_memory(key_pem, xmlsec.constants.KeyDataFormatPem)
+            self._key.load_cert_from_memory(certificate_pem, xmlsec.constants.KeyDataFormatCertPem)
+        except xmlsec.Error:
+            raise FederationError(FederationErrorCode.MISCONFIGURED, "libxmlsec1 cannot load the signing key") from None
+        self._xmlsec = xmlsec
+
+    def sign_element(self, element: Any, *, after: Any = None) -> None:
+        """Sign the lxml ``element`` (which must carry an ``ID``) in place, its ds:Signature placed
+        right after ``after`` (its Issuer, SAML Core §5.4.1) or, without one, as its first child.
+
+        Raises FederationError(MISCONFIGURED) if the element has no ID, is already signed, or an ID
+        in its document is duplicated; FederationError(KEY_ERROR) if libxmlsec1 fails to sign.
+        """
+        xmlsec = self._xmlsec
+        element_id = element.get("ID")
+        if not element_id:
+            raise FederationError(FederationErrorCode.MISCONFIGURED, "an element to sign needs an ID")
+        if element.find(f"{{{DS}}}Signature") is not None:
+            raise FederationError(FederationErrorCode.MISCONFIGURED, f"element {element_id!r} is already signed")
+        constants = xmlsec.constants
+        signature = xmlsec.template.create(element, constants.TransformExclC14N, constants.TransformRsaSha256, ns="ds")
+        if after is not None:
+            after.addnext(signature)
+        else:
+            element.insert(0, signature)
+        reference = xmlsec.template.add_reference(signature, constants.TransformSha256, uri=f"#{element_id}")
+        xmlsec.template.add_transform(reference, constants.TransformEnveloped)
+        xmlsec.template.add_transform(reference, constants.TransformExclC14N)
+        xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
+        try:
+            xmlsec.tree.add_ids(element.getroottree().getroot(), ["ID"])
+        except xmlsec.Error:
+            signature.getparent().remove(signature)
+            raise FederationError(FederationErrorCode.MISCONFIGURED, "two elements carry the same ID") from None
+        context = xmlsec.SignatureContext()
+        context.key = self._key
+        try:
+            context.sign(signature)
+        except xmlsec.Error as exc:
+            signature.getparent().remove(signature)
+            raise FederationError(FederationErrorCode.KEY_ERROR, f"signing failed ({exc})") from None
+
+    def sign_document(self, xml: bytes, element_id: str) -> bytes:
+        """Return ``xml`` with the element whose ``ID`` is ``element_id`` signed (see ``sign_element``):
+        the signature goes after its saml:Issuer child if it has one (LogoutRequest,
+        LogoutResponse), else first (EntityDescriptor, SAML Metadata §2.3.2).
+
+        Raises FederationError(INVALID_TOKEN) if ``xml`` breaks the document rules above
+        (``inspect_document``), FederationError(MISCONFIGURED) if no single element has that ID.
+        """
+        inspect_document(xml)  # our own documents too: no DTD, entity, comment, duplicate ID
+        from lxml import etree
+
+        root = etree.fromstring(xml, parser=_issuing_parser())
+        found = [e for e in root.iter() if isinstance(e.tag, str) and e.get("ID") == element_id]
+        if len(found) != 1:
+            raise FederationError(FederationErrorCode.MISCONFIGURED, f"no single element has the ID {element_id!r}")
+        element = found[0]
+        issuer = element.find(f"{{{SAML}}}Issuer")
+        self.sign_element(element, after=issuer if issuer is not None and element.index(issuer) == 0 else None)
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _issuing_parser() -> Any:
+    from lxml import etree
+
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=False)
+
+
+def encrypt_element(element: Any, recipient_certificate_pem: bytes, content_encryption: str = "aes256-gcm") -> Any:
+    """Encrypt the lxml ``element`` in place for the holder of ``recipient_certificate_pem`` (SAML Core
+    §6.1; xmlenc §4): a fresh AES-256 key per element (GCM, or CBC when ``content_encryption`` is
+    ``"aes256-cbc"``), transported with RSA-OAEP (``ISSUE_KEY_TRANSPORT``) inside the EncryptedData.
+
+    Returns the ``xenc:EncryptedData`` element that now stands where ``element`` was; the caller
+    wraps it (e.g. in saml:EncryptedAssertion). ``element`` should declare the namespaces it uses,
+    as only its own subtree is encrypted.
+    Raises FederationError(MISCONFIGURED) for an unknown content algorithm or a certificate that is
+    not RSA of at least 2048 bits; FederationError(KEY_ERROR) if libxmlsec1 fails.
+    """
+    if content_encryption not in ISSUE_CONTENT_ENCRYPTION:
+        raise FederationError(
+            FederationErrorCode.MISCONFIGURED,
+            f"content encryption {content_encryption!r} is not one of {sorted(ISSUE_CONTENT_ENCRYPTION)}",
+        )
+    _rsa_certificate(recipient_certificate_pem, "the service provider's encryption certificate")
+    xmlsec = _xmlsec()
+    constants = xmlsec.constants
+    method = constants.TransformAes256Gcm if content_encryption == "aes256-gcm" else constants.TransformAes256Cbc
+    template = xmlsec.template.encrypted_data_create(element, method, type=constants.TypeEncElement, ns="xenc")
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, constants.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    try:
+        manager = xmlsec.KeysManager()
+        manager.add_key(xmlsec.Key.from_memory(recipient_certificate_pem, constants.KeyDataFormatCertPem))
+        context = xmlsec.EncryptionContext(manager)
+        context.key = xmlsec.Key.generate(constants.KeyDataAes, 256, constants.KeyDataTypeSession)
+        return context.encrypt_xml(template, element)
+    except xmlsec.Error as exc:
+        raise FederationError(FederationErrorCode.KEY_ERROR, f"encryption failed ({exc})") from None
