@@ -1,0 +1,54 @@
+"""Fixtures for the SAML IdP interop tests: independent SPs (SimpleSAMLphp 1.19 and OneLogin's
+python3-saml) on loopback, and the real SimpleSAMLphp IdP peer used to prove the SP harnesses.
+
+A missing peer skips with how to enable it, or fails under ``CI=true`` (tests.peers.peer_missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.peers import peer_missing
+from tests.peers import python3_saml_sp as pysp
+from tests.peers import simplesamlphp
+from tests.peers.simplesamlphp import simplesamlphp_barnet  # noqa: F401 (fixture)
+from tests.peers.simplesamlphp_sp import SimpleSamlPhpSp, sp_address, start_simplesamlphp_sp
+
+SERVICES = {"case-records": "Social Care Case Records", "admissions": "London Admissions"}
+
+
+def simplesamlphp_sp_instance(worker_id: str, folder, names: dict[str, str]) -> SimpleSamlPhpSp:  # type: ignore[no-untyped-def]
+    """Start a SimpleSAMLphp SP instance, or skip/fail (CI) when SimpleSAMLphp is missing."""
+    if not simplesamlphp.available():
+        peer_missing("SimpleSAMLphp", simplesamlphp.HOW_TO_ENABLE)
+    return start_simplesamlphp_sp(sp_address(worker_id, 6), folder, names)
+
+
+def python3_saml_instance(worker_id: str, sp_ids: tuple[str, ...]) -> pysp.Python3SamlSp:
+    """Start a python3-saml SP app, or skip/fail (CI) when python3-saml/xmlsec cannot load."""
+    problem = pysp.available()
+    if problem is not None:
+        peer_missing("python3-saml", f"{pysp.HOW_TO_ENABLE} ({problem})")
+    return pysp.start_python3_saml_sp(pysp.sp_address(worker_id, 7), sp_ids)
+
+
+@pytest.fixture(scope="session")
+def simplesamlphp_sp(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleSamlPhpSp]:
+    """SimpleSAMLphp SPs ``case-records`` and ``admissions`` on 127.<n>.<worker>.6 for the session."""
+    server = simplesamlphp_sp_instance(worker_id, tmp_path_factory.mktemp("simplesamlphp-sp"), SERVICES)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def python3_saml_sp(worker_id: str) -> Iterator[pysp.Python3SamlSp]:
+    """python3-saml SPs ``case-records`` and ``admissions`` on 127.<n>.<worker>.7 for the session."""
+    sp = python3_saml_instance(worker_id, tuple(SERVICES))
+    try:
+        yield sp
+    finally:
+        sp.stop()
