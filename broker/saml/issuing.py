@@ -115,6 +115,7 @@ class ResponseIssuer:
         """
         now = self._clock()
         issue_instant = saml_time(now)
+        saml_time(spec.not_on_or_after)  # refuses a naive datetime before comparing
         if spec.not_on_or_after <= now:
             raise IssuingError("the assertion would already be expired (not_on_or_after is not in the future)")
         if spec.content_encryption not in CONTENT_ENCRYPTIONS:

@@ -235,6 +235,8 @@ def test_an_assertion_already_expired_or_with_naive_times_is_refused(issuer: Res
         issuer.issue(make_spec(not_on_or_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     with pytest.raises(IssuingError, match="timezone-aware"):
         issuer.issue(make_spec(authn_instant=dt.datetime.now()))  # noqa: DTZ005 - the point of the test
+    with pytest.raises(IssuingError, match="timezone-aware"):
+        issuer.issue(make_spec(not_on_or_after=dt.datetime.now() + dt.timedelta(minutes=5)))  # noqa: DTZ005
     with pytest.raises(IssuingError, match="content_encryption"):
         issuer.issue(make_spec(content_encryption="tripledes-cbc"))
 
@@ -440,3 +442,21 @@ def test_the_spec_is_a_frozen_value(make_spec: Callable[..., AssertionSpec]) -> 
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name_id = "other"  # type: ignore[misc]
     assert spec.attributes == (ORGANISATION, DEPARTMENT)
+
+
+def test_one_issuer_shared_by_threads_signs_every_response_correctly(
+    tmp_path: Path, idp_pair: KeyPair, sp_pair: KeyPair, issuer: ResponseIssuer, make_spec: Callable[..., AssertionSpec],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(n: int) -> bytes:
+        encrypted = sp_pair.cert_pem.encode() if n % 3 == 0 else None
+        return issuer.issue(make_spec(name_id=f"p-{n}", encrypt_to_cert_pem=encrypted))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(one, range(40)))
+    sp = _sp(tmp_path, idp_pair, True, True, encryption=sp_pair)
+    for n in range(0, 40, 4):  # every fourth through the xmlsec1 verifier (encrypted ones included)
+        assert sp.accept(responses[n]).name_id.text == f"p-{n}"
+    for xml in responses:
+        assert len(inspect_document(xml).signed_ids) == (1 if b"EncryptedAssertion" in xml else 2)
