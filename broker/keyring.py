@@ -89,6 +89,12 @@ class KeyRing:
                 return self._parsed[kid]
         raise BrokerError(BrokerErrorCode.NOT_INITIALISED, f"no current {alg} key: run 'supercloud keys init'", status=500)
 
+    def published(self, alg: SigningAlg) -> dict[str, SigningKey]:
+        """Return the published keys of ``alg`` by status (``current``, ``next``, ``previous``;
+        each present only if it exists), for SAML metadata and assertion signing."""
+        self._refresh()
+        return {status: self._parsed[kid] for kid, (row_alg, status) in self._status.items() if row_alg == alg}
+
     def verification_keys(self) -> dict[str, VerificationKey]:
         """Return every published key (current, next, previous) by kid, for verifying our own tokens."""
         self._refresh()

@@ -49,6 +49,7 @@ CLAIM_ATTRIBUTE: dict[str, str] = {
     "job_title": "role",
     "department": "team",
     "groups": "groups",
+    "admissions_role": "admissions_role",  # released to SAML SPs (broker.saml.attributes)
 }
 DENIED = "You do not have access to {service}. If you need it, ask your manager or information governance team."
 
@@ -58,6 +59,8 @@ def environment_from_settings(settings: Settings) -> Environment:
     services: dict[str, str] = {}
     for app in settings.applications:
         services.setdefault(app.service or app.client_id, app.name)
+    for sp in settings.saml_service_providers:
+        services.setdefault(sp.service_id, sp.name)
     return Environment(
         organisations=tuple(
             OrganisationFacts(id=o.id, name=o.name, kind=o.kind, memberships=tuple(o.memberships))

@@ -22,6 +22,10 @@ from broker.mfa import TotpService
 from broker.throttle import Throttle, ThrottleLimits
 from broker.oidc.provider import Endpoints, OidcProvider
 from broker.oidc.tokens import TokenMinter
+from broker.saml.credentials import IdpCredentials
+from broker.saml.idp import SamlIdp
+from broker.saml.participants import Participants
+from broker.saml.registry import ServiceProviders
 from broker.sessions import SsoSessions
 from broker.state import RedisStateStore, SqlStateStore, StateStore
 from broker.storage.database import make_engine, make_session_factory, resolve_database_url
@@ -55,6 +59,7 @@ class Services:
     break_glass: BreakGlassService
     linking: AccountLinking
     notifications: Notifications
+    saml_idp: SamlIdp | None = None
 
 
 def build_storage(settings: Settings) -> tuple[Engine, sessionmaker[Session], MasterKey]:
@@ -84,6 +89,7 @@ def build_access_gate(
     engine = ActiveEngine(SqlBundleRepository(db), configured, configured.environment)
     recorder = DecisionRecorder(db)
     services_by_client = {a.client_id: a.service or a.client_id for a in settings.applications}
+    services_by_client.update({sp.entity_id: sp.service_id for sp in settings.saml_service_providers})
 
     def record(decision: Decision) -> None:
         recorder.record(decision)
@@ -141,7 +147,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         organisation_name=organisation_name,
         code_lifetime=settings.broker.authorization_code_lifetime_seconds,
         default_alg=settings.broker.default_signing_alg,
-        access=LeaverCheck(
+        access=(access_gate := LeaverCheck(
             MfaRequirement(
                 build_access_gate(settings, registry, audit, break_glass, db),
                 organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
@@ -153,9 +159,21 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
             audit=audit.append,
             recheck_seconds={s.id: s.status_recheck_seconds for o in settings.organisations for s in o.sources
                              if isinstance(s, LdapSourceConfig)},
-        ),
+        )),
+    )
+    saml_idp = SamlIdp(
+        issuer=settings.broker.issuer,
+        providers=ServiceProviders(db, settings.saml_service_providers, settings.base_dir),
+        credentials=IdpCredentials(keyring),
+        state=state,
+        master_key=master,
+        access=access_gate,
+        participants=Participants(db),
+        audit=audit.append,
+        organisation_name=organisation_name,
     )
     return Services(
+        saml_idp=saml_idp,
         settings=settings,
         engine=engine,
         db=db,

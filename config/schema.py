@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from config.ldap_source import LdapSourceConfig
 from config.oidc_source import OidcSourceConfig
 from config.saml_source import SamlSourceConfig
+from config.saml_sp import ServiceProviderConfig
 from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -298,6 +299,7 @@ class Settings(_Model):
     organisations: list[OrganisationConfig] = Field(default_factory=list)
     agreements: list[AgreementConfig] = Field(default_factory=list)
     applications: list[ApplicationConfig] = Field(default_factory=list)
+    saml_service_providers: list[ServiceProviderConfig] = Field(default_factory=list)
     policies: PoliciesConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True, description="set by the loader")
 

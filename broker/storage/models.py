@@ -302,3 +302,27 @@ class NotificationRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SamlServiceProviderRow(Base):
+    """A SAML service provider the broker's IdP answers: its settings (JSON) and verified metadata."""
+
+    __tablename__ = "saml_service_providers"
+    entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16))  # "config" or "cli"
+    settings: Mapped[str] = mapped_column(Text)  # JSON of config.saml_sp.ServiceProviderConfig
+    metadata_xml: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class SamlSessionParticipantRow(Base):
+    """A SAML SP that received an assertion in an SSO session: whom to send a LogoutRequest at logout."""
+
+    __tablename__ = "saml_session_participants"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sp_entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    name_id: Mapped[str] = mapped_column(String(512))
+    name_id_format: Mapped[str] = mapped_column(String(128))
+    session_index: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -8,6 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 from govuk_frontend_wtf.main import WTFormsHelpers
 
 from broker.services import Services, build_services
+from broker.web import saml_idp_views
 from broker.web import break_glass_views, linking_views, login_views, logout_views, mfa_views, oidc_views, saml_sp_views, upstream_views
 from broker.web.errors import install_error_handlers
 from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
@@ -57,6 +58,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     app.register_blueprint(break_glass_views.bp)
     app.register_blueprint(linking_views.bp)
     app.register_blueprint(saml_sp_views.bp)
+    app.register_blueprint(saml_idp_views.bp)
+    # SAML messages come cross-site from SPs, authenticated by their own signatures.
+    csrf.exempt(saml_idp_views.sso)
+    csrf.exempt(saml_idp_views.slo)
     # Machine-to-machine endpoints authenticate the client instead of a browser session.
     csrf.exempt(oidc_views.token)
     csrf.exempt(oidc_views.userinfo)

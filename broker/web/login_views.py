@@ -126,6 +126,10 @@ def logout() -> Response | str:
             signed_in=True,
         )
     if sso is not None:
+        from broker.web.saml_idp_views import has_saml_services, start_idp_logout
+
+        if has_saml_services(sso):  # SAML SPs are signed out front-channel, one after the other
+            return start_idp_logout(sso)
         services().oidc.end_session(sso, reason="user_signout", ip=client_ip())
     session.clear()
     response = make_response(

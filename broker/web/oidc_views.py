@@ -81,6 +81,10 @@ def resume() -> Response:
     taken = services().state.take(PENDING_NAMESPACE, pending["key"])
     if taken.value is None:
         raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Go back to the service and start again.")
+    if taken.value.get("protocol") == "saml":  # a parked SAML AuthnRequest (broker.web.saml_idp_views)
+        from broker.web.saml_idp_views import resume_parked
+
+        return resume_parked(taken.value, sso)
     authz = AuthorizationRequest.from_json(taken.value)
     return _issue(authz, sso)
 
