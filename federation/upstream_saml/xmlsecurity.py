@@ -26,6 +26,7 @@ an XXE or entity-expansion bomb is refused in microseconds.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import shutil
@@ -528,8 +529,9 @@ def _issuing_parser() -> Any:
 
 def encrypt_element(element: Any, recipient_certificate_pem: bytes, content_encryption: str = "aes256-gcm") -> Any:
     """Encrypt the lxml ``element`` in place for the holder of ``recipient_certificate_pem`` (SAML Core
-    §6.1; xmlenc §4): a fresh AES-256 key per element (GCM, or CBC when ``content_encryption`` is
-    ``"aes256-cbc"``), transported with RSA-OAEP (``ISSUE_KEY_TRANSPORT``) inside the EncryptedData.
+    §6.1; xmlenc §3.4, §5.4.2): a fresh AES-256 key per element (GCM, or CBC when
+    ``content_encryption`` is ``"aes256-cbc"``), transported with RSA-OAEP (``ISSUE_KEY_TRANSPORT``)
+    in an EncryptedKey inside the EncryptedData's KeyInfo.
 
     Returns the ``xenc:EncryptedData`` element that now stands where ``element`` was; the caller
     wraps it (e.g. in saml:EncryptedAssertion). ``element`` should declare the namespaces it uses,
@@ -537,25 +539,34 @@ def encrypt_element(element: Any, recipient_certificate_pem: bytes, content_encr
     Raises FederationError(MISCONFIGURED) for an unknown content algorithm or a certificate that is
     not RSA of at least 2048 bits; FederationError(KEY_ERROR) if libxmlsec1 fails.
     """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from lxml import etree
+
     if content_encryption not in ISSUE_CONTENT_ENCRYPTION:
         raise FederationError(
             FederationErrorCode.MISCONFIGURED,
             f"content encryption {content_encryption!r} is not one of {sorted(ISSUE_CONTENT_ENCRYPTION)}",
         )
-    _rsa_certificate(recipient_certificate_pem, "the service provider's encryption certificate")
+    recipient = _rsa_certificate(recipient_certificate_pem, "the service provider's encryption certificate").public_key()
     xmlsec = _xmlsec()
     constants = xmlsec.constants
     method = constants.TransformAes256Gcm if content_encryption == "aes256-gcm" else constants.TransformAes256Cbc
+    content_key = os.urandom(32)
     template = xmlsec.template.encrypted_data_create(element, method, type=constants.TypeEncElement, ns="xenc")
     xmlsec.template.encrypted_data_ensure_cipher_value(template)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, constants.TransformRsaOaep)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
     try:
-        manager = xmlsec.KeysManager()
-        manager.add_key(xmlsec.Key.from_memory(recipient_certificate_pem, constants.KeyDataFormatCertPem))
-        context = xmlsec.EncryptionContext(manager)
-        context.key = xmlsec.Key.generate(constants.KeyDataAes, 256, constants.KeyDataTypeSession)
-        return context.encrypt_xml(template, element)
+        context = xmlsec.EncryptionContext()  # no keys manager: building one costs ~8 ms (it loads a CA store)
+        context.key = xmlsec.Key.from_binary_data(constants.KeyDataAes, content_key)
+        encrypted = context.encrypt_xml(template, element)
     except xmlsec.Error as exc:
         raise FederationError(FederationErrorCode.KEY_ERROR, f"encryption failed ({exc})") from None
+    # rsa-oaep-mgf1p is OAEP with MGF1 and the SHA-1 digest by definition (xmlenc §5.4.2): the
+    # padding's hash, not a signature or message digest; the one SimpleSAMLphp 1.19 decrypts.
+    transported = recipient.encrypt(content_key, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(encrypted, ns="ds")
+    encrypted_key = etree.SubElement(key_info, f"{{{XENC}}}EncryptedKey")
+    etree.SubElement(encrypted_key, f"{{{XENC}}}EncryptionMethod", Algorithm=ISSUE_KEY_TRANSPORT)
+    cipher = etree.SubElement(etree.SubElement(encrypted_key, f"{{{XENC}}}CipherData"), f"{{{XENC}}}CipherValue")
+    cipher.text = base64.b64encode(transported).decode()
+    return encrypted
