@@ -161,8 +161,11 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Check the hash chain; exits 1 and lists every problem if the log was tampered with."""
-    result = _services(ctx).audit.verify()
+    """Seal what is unsealed, then check the hash chain, every record's MAC and every writer's
+    numbering; exits 1 and lists every problem if the log was tampered with."""
+    audit = _services(ctx).audit
+    audit.seal()
+    result = audit.verify()
     if result.ok:
         click.echo(f"audit log intact: {result.records} records")
         return
@@ -170,6 +173,14 @@ def audit_verify(ctx: click.Context) -> None:
         click.echo(problem, err=True)
     click.echo(f"audit log TAMPERED: {len(result.problems)} problem(s) in {result.records} records", err=True)
     sys.exit(1)
+
+
+@audit_group.command("seal")
+@click.pass_context
+def audit_seal(ctx: click.Context) -> None:
+    """Link every unsealed record into the hash chain (workers also do this every half second)."""
+    sealed = _services(ctx).audit.seal()
+    click.echo(f"sealed {sealed} records")
 
 
 @cli.command("serve")
@@ -213,6 +224,8 @@ def _guard(action):  # type: ignore[no-untyped-def]
 
 import broker.cli_policy  # noqa: E402,F401  (registers the 'supercloud policy' group)
 import broker.cli_access  # noqa: E402,F401  (registers the break-glass and mfa groups)
+import broker.cli_directories  # noqa: E402,F401  (registers the 'supercloud directories' group)
+import broker.cli_orgs  # noqa: E402,F401  (registers the 'supercloud orgs' group)
 
 
 def main() -> None:

@@ -142,11 +142,19 @@ class EphemeralStateRow(Base):
 
 
 class AuditRecordRow(Base):
-    """One record of the append-only, hash-chained audit log."""
+    """One record of the append-only audit log (broker.audit).
+
+    Written by one INSERT: (``lane``, ``lane_seq``) is the writer's own gap-free numbering
+    and ``mac`` the record's HMAC. ``seq``, ``prev_hash`` and ``hash`` place it in the hash
+    chain once sealed (NULL until then). Records from before sealing existed are in lane
+    ``legacy`` with ``lane_seq`` = ``seq`` and no ``mac`` (their chain hash covers them).
+    """
 
     __tablename__ = "audit_records"
     __table_args__ = (Index("ix_audit_records_event_time", "event", "recorded_at"),)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    lane: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lane_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     event: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
@@ -154,12 +162,13 @@ class AuditRecordRow(Base):
     client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     details: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditHeadRow(Base):
-    """The chain's head (one row): serialises appends and detects truncation."""
+    """The chain's head (one row): locked by whoever seals, and detects a truncated chain."""
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
