@@ -15,6 +15,7 @@ from tests.peers import python3_saml_sp as pysp
 from tests.peers import simplesamlphp
 from tests.peers.simplesamlphp import simplesamlphp_barnet  # noqa: F401 (fixture)
 from tests.peers.simplesamlphp_sp import SimpleSamlPhpSp, sp_address, start_simplesamlphp_sp
+from tests.saml_interop.live_idp import LiveSamlIdp, sp_entries, start_saml_idp
 
 SERVICES = {"case-records": "Social Care Case Records", "admissions": "London Admissions"}
 
@@ -52,3 +53,23 @@ def python3_saml_sp(worker_id: str) -> Iterator[pysp.Python3SamlSp]:
         yield sp
     finally:
         sp.stop()
+
+
+@pytest.fixture(scope="session")
+def saml_idp(simplesamlphp_sp: SimpleSamlPhpSp, python3_saml_sp: pysp.Python3SamlSp,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSamlIdp]:
+    """The broker as SAML IdP (London policies) with four SPs registered from their metadata
+    files: ``case-records`` and ``admissions`` at SimpleSAMLphp and at python3-saml. Both SP
+    peers trust the broker's IdP metadata once it answers."""
+    from tests.support.databases import fresh_database
+
+    folder = tmp_path_factory.mktemp("saml-idp")
+    entries = sp_entries(folder, [(simplesamlphp_sp, "SimpleSAMLphp", SERVICES), (python3_saml_sp, "python3-saml", SERVICES)])
+    with fresh_database(folder) as url:
+        idp = start_saml_idp(folder, url, entries)
+        try:
+            simplesamlphp_sp.trust_idp(idp.metadata_xml)
+            python3_saml_sp.trust_idp(idp.metadata_xml)
+            yield idp
+        finally:
+            idp.stop()

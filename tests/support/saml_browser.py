@@ -194,6 +194,16 @@ class SamlBrowser:
                 return response
         raise AssertionError(f"more than {max_steps} steps: {[s.url for s in self.steps[-6:]]}")
 
+    def click(self, response: requests.Response, link_id: str, **answers: Any) -> requests.Response:
+        """Follow the link with id ``link_id`` on ``response``'s page (as a person would click
+        it) and carry on like ``open``. Raises LookupError if there is no such link."""
+        import lxml.html
+
+        links = lxml.html.fromstring(response.text).xpath("//a[@id=$id]/@href", id=link_id)
+        if not links:
+            raise LookupError(f"no link #{link_id} on {response.url}")
+        return self._drive(self._request("GET", urljoin(response.url, str(links[0]))), **answers)
+
     def post(self, url: str, fields: dict[str, str]) -> requests.Response:
         """POST ``fields`` to ``url`` (recording SAML fields) and carry on like ``open``."""
         self._record_post(url, fields)
