@@ -9,8 +9,8 @@ RSA-SHA256, SHA-256 digests, exclusive c14n.
 
 1. ours: ``broker.saml.issuing.ResponseIssuer.issue`` (XML built with lxml, signed in process
    by the ``xmlsec`` bindings with a key parsed once);
-2. stock: the same XML (built by the same code, unsigned) with two signature templates,
-   signed through pysaml2's default backend as a stock pysaml2 IdP does it:
+2. stock: the same XML (built by the same code beforehand, untimed, its signatures replaced by
+   two templates), signed through pysaml2's default backend as a stock pysaml2 IdP does it:
    ``sigver.SecurityContext.sign_statement`` on ``CryptoBackendXmlSec1``, which writes
    temporary files and runs the ``xmlsec1`` program, once for the assertion, once for the response.
 
@@ -47,6 +47,7 @@ from federation.upstream_saml.xmlsecurity import XmlSecurity, signature_template
 URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+DS = "http://www.w3.org/2000/09/xmldsig#"
 RESPONSE_NODE = f"{SAMLP}:Response"
 ASSERTION_NODE = f"{SAML}:Assertion"
 MAX_SECONDS = 30.0
@@ -85,7 +86,11 @@ def spec() -> AssertionSpec:
 
 class StockSigner:
     """A stock pysaml2 IdP's signing: templates in the XML, then ``SecurityContext.sign_statement``
-    (xmlsec1 program) for the assertion and then the response."""
+    (xmlsec1 program) for the assertion and then the response.
+
+    The templated documents are prepared before timing, so the stock figure counts signing only
+    (ours counts building too): the ratio errs in stock's favour.
+    """
 
     def __init__(self, issuer: ResponseIssuer, key_file: str, cert_file: str, cert_b64: str) -> None:
         from saml2.sigver import CryptoBackendXmlSec1, SecurityContext
@@ -93,17 +98,25 @@ class StockSigner:
         self._issuer = issuer
         self._cert_b64 = cert_b64
         self._context = SecurityContext(CryptoBackendXmlSec1(xmlsec_binary()), key_file=key_file, cert_file=cert_file)
+        self._prepared: list[tuple[str, str, str]] = []
+        self._next = 0
 
-    def issue(self, base: AssertionSpec) -> bytes:
-        """Return the response for ``base`` signed by xmlsec1 (assertion, then response)."""
-        unsigned = dataclasses.replace(base, sign_assertion=False, sign_response=False)
-        root = etree.fromstring(self._issuer.issue(unsigned))
-        assertion = root.find(f"{{{SAML}}}Assertion")
-        for element in (root, assertion):
-            element.find(f"{{{SAML}}}Issuer").addnext(etree.fromstring(signature_template(element.get("ID"), self._cert_b64)))
-        xml = etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
-        xml = self._context.sign_statement(xml, ASSERTION_NODE, node_id=assertion.get("ID"))
-        xml = self._context.sign_statement(xml, RESPONSE_NODE, node_id=root.get("ID"))
+    def prepare(self, base: AssertionSpec, count: int) -> None:
+        """Build ``count`` responses for ``base`` (each with its own IDs), signatures replaced by templates."""
+        for _ in range(count):
+            root = etree.fromstring(self._issuer.issue(base))
+            assertion = root.find(f"{{{SAML}}}Assertion")
+            for element in (root, assertion):
+                element.remove(element.find(f"{{{DS}}}Signature"))
+                element.find(f"{{{SAML}}}Issuer").addnext(etree.fromstring(signature_template(element.get("ID"), self._cert_b64)))
+            self._prepared.append((etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode(), assertion.get("ID"), root.get("ID")))
+
+    def issue(self) -> bytes:
+        """Return the next prepared response signed by xmlsec1 (assertion, then response)."""
+        xml, assertion_id, response_id = self._prepared[self._next % len(self._prepared)]
+        self._next += 1
+        xml = self._context.sign_statement(xml, ASSERTION_NODE, node_id=assertion_id)
+        xml = self._context.sign_statement(xml, RESPONSE_NODE, node_id=response_id)
         return xml.encode() if isinstance(xml, str) else xml
 
 
@@ -174,9 +187,10 @@ def main() -> int:
         key_file.chmod(0o600)
         cert_file.write_text(pair.cert_pem)
         stock = StockSigner(ours, str(key_file), str(cert_file), pair.cert_b64)
+        stock.prepare(base, 200)
 
         security = XmlSecurity()
-        for sample in (ours.issue(base), stock.issue(base)):  # both really are signed, and alike
+        for sample in (ours.issue(base), stock.issue()):  # both really are signed, and alike
             security.verify_enveloped(sample, RESPONSE_NODE, pair.cert_pem)
             if sample.count(b"<ds:SignatureValue>") != 2:
                 raise SystemExit("a variant did not sign both the assertion and the response")
@@ -185,7 +199,7 @@ def main() -> int:
         print(f"SAML IdP responses, signed assertion + signed response, RSA-2048 (one thread; {os.cpu_count()} cores, "
               f"load average {load:.2f} at start)")
         fast = measure("ours: in process (xmlsec bindings)", lambda: ours.issue(base), seconds, warmup=50)
-        slow = measure("stock pysaml2: xmlsec1 program", lambda: stock.issue(base), stock_seconds, warmup=3)
+        slow = measure("stock pysaml2: xmlsec1 program", lambda: stock.issue(), stock_seconds, warmup=3)
         sp_pair = generate_key_pair("bench SP encryption", bits=2048)
         encrypted = dataclasses.replace(base, encrypt_to_cert_pem=sp_pair.cert_pem.encode())
         sealed = measure("ours, assertion encrypted (AES-GCM)", lambda: ours.issue(encrypted), seconds / 2, warmup=20)

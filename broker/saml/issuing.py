@@ -109,8 +109,8 @@ class ResponseIssuer:
         ``spec`` (SAML Core §3.3.3; SAML Profiles §4.1.4.2), signed and encrypted as ``spec`` asks:
         the assertion is signed first, then encrypted, then the response is signed.
 
-        Raises IssuingError for a value XML cannot carry, a naive datetime or an assertion that
-        would already be expired; FederationError(MISCONFIGURED) for a bad encryption certificate
+        Raises IssuingError for a value XML cannot carry, a naive datetime, an assertion that
+        would already be expired or a spec signing neither assertion nor response; FederationError(MISCONFIGURED) for a bad encryption certificate
         or content algorithm; FederationError(KEY_ERROR) if signing or encryption fails.
         """
         now = self._clock()
@@ -118,6 +118,9 @@ class ResponseIssuer:
         saml_time(spec.not_on_or_after)  # refuses a naive datetime before comparing
         if spec.not_on_or_after <= now:
             raise IssuingError("the assertion would already be expired (not_on_or_after is not in the future)")
+        if not (spec.sign_assertion or spec.sign_response):
+            # SAML Profiles §4.1.4.5: over HTTP-POST each assertion is signed, itself or by the Response.
+            raise IssuingError("a response must be signed, its assertion or itself or both")
         if spec.content_encryption not in CONTENT_ENCRYPTIONS:
             raise IssuingError(f"content_encryption must be one of {CONTENT_ENCRYPTIONS}")
         try:

@@ -191,7 +191,7 @@ def test_sha1_never_appears_and_the_algorithms_are_pinned(
 def test_ids_are_unpredictable_and_start_with_a_letter_or_underscore(issuer: ResponseIssuer, make_spec: Callable[..., AssertionSpec]) -> None:
     ids = []
     for _ in range(20):
-        root = _parse(issuer.issue(make_spec(sign_assertion=False, sign_response=False)))
+        root = _parse(issuer.issue(make_spec(sign_assertion=False, sign_response=True)))
         ids += [root.get("ID"), root.find("saml:Assertion", NS).get("ID")]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"_[0-9a-f]{40}", i) for i in ids)  # 160 random bits each
@@ -332,9 +332,15 @@ def test_a_wrapped_assertion_is_refused(
 def test_an_unsigned_response_is_refused_by_an_sp_that_wants_signatures(
     tmp_path: Path, idp_pair: KeyPair, issuer: ResponseIssuer, make_spec: Callable[..., AssertionSpec],
 ) -> None:
-    xml = issuer.issue(make_spec(sign_assertion=False, sign_response=False))
+    def strip(root: Any) -> None:
+        for signature in root.iterfind(".//ds:Signature", NS):
+            signature.getparent().remove(signature)
+
+    xml = _edit(issuer.issue(make_spec()), strip)
     with pytest.raises(SignatureError):
         _sp(tmp_path, idp_pair, True, False).accept(xml)
+    with pytest.raises(IssuingError, match="must be signed"):  # and we never issue one (SAML Profiles §4.1.4.5)
+        issuer.issue(make_spec(sign_assertion=False, sign_response=False))
 
 
 # --- Error responses ----------------------------------------------------------------------------
