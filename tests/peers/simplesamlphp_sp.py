@@ -323,6 +323,9 @@ def _write_config(directory: Path, base_url: str, names: dict[str, str]) -> None
         "enable.saml20-idp": False,
         "module.enable": {"core": True, "saml": True, "admin": True},
         "session.cookie.secure": False,
+        # Debian's config.php asks for SameSite=None, which browsers refuse without Secure, and
+        # SimpleSAMLphp refuses Secure over plain HTTP: Lax is what a browser keeps here.
+        "session.cookie.samesite": "Lax",
         "session.cookie.name": "InteropSPSession",
         "session.authtoken.cookiename": "InteropSPAuthToken",
         "session.phpsession.cookiename": "InteropSPPHP",

@@ -7,6 +7,7 @@ A missing peer skips with how to enable it, or fails under ``CI=true`` (tests.pe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,11 +21,12 @@ from tests.saml_interop.live_idp import LiveSamlIdp, sp_entries, start_saml_idp
 SERVICES = {"case-records": "Social Care Case Records", "admissions": "London Admissions"}
 
 
-def simplesamlphp_sp_instance(worker_id: str, folder, names: dict[str, str]) -> SimpleSamlPhpSp:  # type: ignore[no-untyped-def]
-    """Start a SimpleSAMLphp SP instance, or skip/fail (CI) when SimpleSAMLphp is missing."""
+def simplesamlphp_sp_instance(worker_id: str, folder: Path, names: dict[str, str], address: str | None = None) -> SimpleSamlPhpSp:
+    """Start a SimpleSAMLphp SP instance (on 127.<n>.<worker>.6 unless ``address`` is given),
+    or skip/fail (CI) when SimpleSAMLphp is missing."""
     if not simplesamlphp.available():
         peer_missing("SimpleSAMLphp", simplesamlphp.HOW_TO_ENABLE)
-    return start_simplesamlphp_sp(sp_address(worker_id, 6), folder, names)
+    return start_simplesamlphp_sp(address or sp_address(worker_id, 6), folder, names)
 
 
 def python3_saml_instance(worker_id: str, sp_ids: tuple[str, ...]) -> pysp.Python3SamlSp:
@@ -56,20 +58,41 @@ def python3_saml_sp(worker_id: str) -> Iterator[pysp.Python3SamlSp]:
 
 
 @pytest.fixture(scope="session")
+def simplesamlphp_sp_same_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleSamlPhpSp]:
+    """A SimpleSAMLphp ``case-records`` SP on 127.0.0.1 (another port: the broker's own site), for Chromium.
+
+    SimpleSAMLphp keeps the pending sign-in in its session cookie. ``SameSite=None`` (what it
+    would use on HTTPS) needs ``Secure``, which SimpleSAMLphp refuses over plain HTTP, so the
+    peers set ``Lax``; Chromium withholds a Lax cookie from the broker's cross-site HTTP-POST to
+    the ACS (SimpleSAMLphp then takes the response as unsolicited). On the broker's own site the
+    cookie travels, as a ``SameSite=None; Secure`` cookie would for an SP on HTTPS.
+    """
+    server = simplesamlphp_sp_instance("master", tmp_path_factory.mktemp("simplesamlphp-sp-same-site"),
+                                       {"case-records": SERVICES["case-records"]}, address="127.0.0.1")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def saml_idp(simplesamlphp_sp: SimpleSamlPhpSp, python3_saml_sp: pysp.Python3SamlSp,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSamlIdp]:
-    """The broker as SAML IdP (London policies) with four SPs registered from their metadata
-    files: ``case-records`` and ``admissions`` at SimpleSAMLphp and at python3-saml. Both SP
-    peers trust the broker's IdP metadata once it answers."""
+             simplesamlphp_sp_same_site: SimpleSamlPhpSp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSamlIdp]:
+    """The broker as SAML IdP (London policies) with five SPs registered from their metadata
+    files: ``case-records`` and ``admissions`` at SimpleSAMLphp and at python3-saml, and the
+    same-site SimpleSAMLphp ``case-records`` for Chromium. Every SP peer trusts the broker's IdP
+    metadata once it answers."""
     from tests.support.databases import fresh_database
 
     folder = tmp_path_factory.mktemp("saml-idp")
-    entries = sp_entries(folder, [(simplesamlphp_sp, "SimpleSAMLphp", SERVICES), (python3_saml_sp, "python3-saml", SERVICES)])
+    peers = [(simplesamlphp_sp, "SimpleSAMLphp", SERVICES), (python3_saml_sp, "python3-saml", SERVICES),
+             (simplesamlphp_sp_same_site, "SimpleSAMLphp in Chromium", SERVICES)]
+    entries = sp_entries(folder, peers)
     with fresh_database(folder) as url:
         idp = start_saml_idp(folder, url, entries)
         try:
-            simplesamlphp_sp.trust_idp(idp.metadata_xml)
-            python3_saml_sp.trust_idp(idp.metadata_xml)
+            for sp, _, _ in peers:
+                sp.trust_idp(idp.metadata_xml)
             yield idp
         finally:
             idp.stop()
