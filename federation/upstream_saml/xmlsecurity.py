@@ -392,7 +392,8 @@ def sign_metadata(descriptor: Any, security_context: Any) -> bytes:
 
 #: Key transport for assertions we encrypt (xmlenc §5.4.2). SimpleSAMLphp 1.19 decrypts only
 #: rsa-oaep-mgf1p (it loads the SP key as RSA_1_5 and maps that to MGF1P alone: xmlenc11#rsa-oaep
-#: fails there with "Algorithm mismatch"). Its OAEP digest is the default one; RSA-1_5 is never used.
+#: fails there with "Algorithm mismatch"). By definition its OAEP padding hashes with SHA-1 (MGF1 and
+#: digest): padding, not a signature or message digest. RSA-1_5 is never used.
 ISSUE_KEY_TRANSPORT = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
 #: Content encryption we offer, by the name an SP's settings use (AES-GCM unless the SP says CBC).
 ISSUE_CONTENT_ENCRYPTION = {
@@ -440,7 +441,7 @@ class EnvelopedSigner:
     Reference to the element's ID, our certificate in ``KeyInfo/X509Data``.
 
     The key is parsed once, at construction; an instance may be shared between threads (each
-    signature gets its own context holding a reference to the key).
+    signature gets its own context, holding its own copy of the key).
     """
 
     def __init__(self, key_pem: bytes, certificate_pem: bytes) -> None:
