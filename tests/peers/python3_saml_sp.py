@@ -98,6 +98,10 @@ class Python3SamlSp:
         """Return SP ``sp_id``'s entity ID (its metadata URL)."""
         return f"{self.base_url}{sp_id}/metadata"
 
+    def private_key_pem(self, sp_id: str) -> str:
+        """Return ``sp_id``'s private key (PEM): a test decrypts what the SP received with it."""
+        return self._states[sp_id].key_pem
+
     def login_url(self, sp_id: str, binding: str = "redirect") -> str:
         """Return the URL that starts a sign-in at ``sp_id`` with an AuthnRequest by ``binding``."""
         return f"{self.base_url}{sp_id}/login?binding={binding}"

@@ -167,6 +167,10 @@ class SimpleSamlPhpSp:
         response.raise_for_status()
         return response.content
 
+    def private_key_pem(self, sp_id: str) -> str:
+        """Return SP ``sp_id``'s private key (PEM): a test decrypts what the SP received with it."""
+        return (self.directory / "cert" / f"{sp_id}.key").read_text()
+
     def login_url(self, sp_id: str, binding: str = "redirect") -> str:
         """Return the page that starts a sign-in at SP ``sp_id`` (AuthnRequest by ``binding``)."""
         return f"{self.base_url}interop/login.php?sp={sp_id}&sso_binding={binding}"

@@ -80,14 +80,15 @@ def saml_idp(simplesamlphp_sp: SimpleSamlPhpSp, python3_saml_sp: pysp.Python3Sam
              simplesamlphp_sp_same_site: SimpleSamlPhpSp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSamlIdp]:
     """The broker as SAML IdP (London policies) with five SPs registered from their metadata
     files: ``case-records`` and ``admissions`` at SimpleSAMLphp and at python3-saml, and the
-    same-site SimpleSAMLphp ``case-records`` for Chromium. Every SP peer trusts the broker's IdP
+    same-site SimpleSAMLphp ``case-records`` for Chromium. Only the ``admissions`` SPs accept
+    IdP-initiated sign-in. Every SP peer trusts the broker's IdP
     metadata once it answers."""
     from tests.support.databases import fresh_database
 
     folder = tmp_path_factory.mktemp("saml-idp")
     peers = [(simplesamlphp_sp, "SimpleSAMLphp", SERVICES), (python3_saml_sp, "python3-saml", SERVICES),
              (simplesamlphp_sp_same_site, "SimpleSAMLphp in Chromium", SERVICES)]
-    entries = sp_entries(folder, peers)
+    entries = sp_entries(folder, peers, idp_initiated=frozenset({"admissions"}))
     with fresh_database(folder) as url:
         idp = start_saml_idp(folder, url, entries)
         try:

@@ -69,10 +69,12 @@ class LiveSamlIdp:
                 self.process.wait(timeout=10)
 
 
-def sp_entries(folder: Path, sps: list[tuple[InteropSp, str, dict[str, str]]]) -> list[dict[str, Any]]:
+def sp_entries(folder: Path, sps: list[tuple[InteropSp, str, dict[str, str]]],
+               idp_initiated: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Write each SP entity's metadata to ``folder`` and return ``saml_service_providers`` entries.
 
-    ``sps`` holds (SP instance, implementation label, SP id -> display name).
+    ``sps`` holds (SP instance, implementation label, SP id -> display name); SP ids in
+    ``idp_initiated`` accept sign-in started at the broker.
     """
     entries = []
     for sp, label, names in sps:
@@ -85,6 +87,7 @@ def sp_entries(folder: Path, sps: list[tuple[InteropSp, str, dict[str, str]]]) -
                 "service": sp_id,
                 "metadata": {"file": str(path)},
                 "name_id_format": "persistent",
+                "idp_initiated": sp_id in idp_initiated,
             })
     return entries
 

@@ -17,6 +17,7 @@ Admissions).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from lxml import etree
@@ -34,6 +35,10 @@ SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XENC = "http://www.w3.org/2001/04/xmlenc#"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+# A password sign-in achieves AAL1; with no class configured for the SP, the assertion names the
+# level as the OIDC side does (broker/saml/authn_context.py).
+AAL1 = "urn:supercloud:aal1"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 GCM = {"http://www.w3.org/2009/xmlenc11#aes128-gcm", "http://www.w3.org/2009/xmlenc11#aes256-gcm"}
@@ -140,6 +145,58 @@ def assert_signed_and_encrypted(response: SamlMessage, idp: LiveSamlIdp, acs_pre
     assert key_transport is not None and key_transport.get("Algorithm") in OAEP
 
 
+def decrypt_assertion(response: SamlMessage, key_pem: str) -> etree._Element:
+    """Return the saml:Assertion inside the response's EncryptedAssertion, decrypted with the
+    SP's private key (xmlsec, as the SPs themselves do). The EncryptedKey may be inside
+    EncryptedData's KeyInfo or beside it (SAML Core §2.3.4, referenced by RetrievalMethod)."""
+    import copy
+
+    import xmlsec
+
+    root = etree.fromstring(response.xml)
+    wrapper = root.find(f"{{{SAML}}}EncryptedAssertion")
+    data = copy.deepcopy(wrapper.find(f"{{{XENC}}}EncryptedData"))
+    key_info = data.find(f"{{{DS}}}KeyInfo")
+    beside = wrapper.find(f"{{{XENC}}}EncryptedKey")
+    if beside is not None and key_info is not None and key_info.find(f"{{{XENC}}}EncryptedKey") is None:
+        key_info.append(copy.deepcopy(beside))
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(key_pem, xmlsec.constants.KeyDataFormatPem, None))
+    assertion = xmlsec.EncryptionContext(manager).decrypt(data)
+    assert assertion.tag == f"{{{SAML}}}Assertion"
+    return assertion
+
+
+def assert_assertion(assertion: etree._Element, idp: LiveSamlIdp, sp_entity_id: str, response: SamlMessage,
+                     request_id: str) -> None:
+    """The decrypted assertion is signed by the broker (RSA-SHA256, SHA-256 digest), for this SP
+    only (AudienceRestriction), short-lived, bound to the request and ACS, and names the
+    assurance achieved (SAML Core §2.3.3-2.7.2; Profiles §4.1.4.2)."""
+    import datetime as dt
+
+    def instant(value: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    assert assertion.findtext(f"{{{SAML}}}Issuer") == idp.entity_id
+    signature = assertion.find(f"{{{DS}}}Signature")
+    assert signature is not None, "the assertion is not signed"
+    assert signature.find(f".//{{{DS}}}SignatureMethod").get("Algorithm") == RSA_SHA256
+    assert signature.find(f".//{{{DS}}}DigestMethod").get("Algorithm") == SHA256
+    assert signature.find(f".//{{{DS}}}Reference").get("URI") == f"#{assertion.get('ID')}"
+    audiences = [a.text for a in assertion.iterfind(f"{{{SAML}}}Conditions/{{{SAML}}}AudienceRestriction/{{{SAML}}}Audience")]
+    assert audiences == [sp_entity_id]
+    conditions = assertion.find(f"{{{SAML}}}Conditions")
+    lifetime = instant(conditions.get("NotOnOrAfter")) - instant(conditions.get("NotBefore"))
+    assert dt.timedelta(0) < lifetime <= dt.timedelta(seconds=300 + 120)
+    confirmation = assertion.find(f"{{{SAML}}}Subject/{{{SAML}}}SubjectConfirmation")
+    assert confirmation.get("Method") == "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+    data = confirmation.find(f"{{{SAML}}}SubjectConfirmationData")
+    assert data.get("Recipient") == response.destination
+    assert data.get("InResponseTo") == request_id
+    assert assertion.find(f"{{{SAML}}}Subject/{{{SAML}}}NameID").get("Format") == PERSISTENT
+    assert assertion.findtext(f".//{{{SAML}}}AuthnContextClassRef") == AAL1
+
+
 def assert_request_signed(request: SamlMessage, binding: str) -> None:
     """The AuthnRequest/LogoutRequest carried a signature for its binding (SAML Bindings §3.4.4.1, §3.5.4)."""
     assert request.binding == binding
@@ -166,10 +223,16 @@ def test_social_worker_signs_in_to_case_records(sps: dict[str, Sp], saml_idp: Li
     assert_only_released(attributes(seen), AMARA_AT_CASE_RECORDS)
     assert seen["name_id"]["format"] == PERSISTENT
     assert seen["name_id"]["value"] and "amara" not in seen["name_id"]["value"].lower()
-    assert_request_signed(only(browser.received("SAMLRequest", saml_idp.issuer), b"AuthnRequest"), binding)
+    request = only(browser.received("SAMLRequest", saml_idp.issuer), b"AuthnRequest")
+    assert_request_signed(request, binding)
     [response] = browser.received("SAMLResponse", sp.base_url)
     assert response.binding == "post"
     assert_signed_and_encrypted(response, saml_idp, sp.base_url)
+    assertion = decrypt_assertion(response, sp.private_key_pem("case-records"))
+    assert_assertion(assertion, saml_idp, sp.entity_id("case-records"), response, etree.fromstring(request.xml).get("ID"))
+    assert assertion.findtext(f"{{{SAML}}}Subject/{{{SAML}}}NameID") == seen["name_id"]["value"]
+    # The SP itself saw the assurance achieved (AAL1: a password) as the context class.
+    assert (seen["authn_context"] if kind == "simplesamlphp" else seen["authn_contexts"]) in (AAL1, [AAL1])
 
 
 @pytest.mark.parametrize("binding", ["redirect", "post"])
@@ -195,6 +258,39 @@ def test_case_records_receives_exactly_organisation_and_team(sps: dict[str, Sp],
     seen = sign_in(SamlBrowser(), sps[kind], "case-records", saml_idp, email=AMARA)
 
     assert attributes(seen) == AMARA_AT_CASE_RECORDS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_idp_initiated_sign_in_reaches_an_sp_that_allows_it(sps: dict[str, Sp], saml_idp: LiveSamlIdp, kind: str) -> None:
+    sp = sps[kind]
+    browser = SamlBrowser()
+    start = f"{saml_idp.issuer}/saml/idp-initiated?" + urlencode({"sp": sp.entity_id("admissions"),
+                                                                  "RelayState": sp.whoami_url("admissions")})
+
+    final = browser.open(start, email=SOFIA, password=DEMO_PASSWORD)
+
+    seen = _json(browser, final, sp, saml_idp)
+    assert seen["authenticated"] is True and attributes(seen) == SOFIA_AT_ADMISSIONS
+    assert not [m for m in browser.messages if m.field == "SAMLRequest"], "no AuthnRequest: the broker started it"
+    [response] = browser.received("SAMLResponse", sp.base_url)
+    assert etree.fromstring(response.xml).get("InResponseTo") is None  # unsolicited (Profiles §4.1.5)
+    assert_signed_and_encrypted(response, saml_idp, sp.base_url)
+    assertion = decrypt_assertion(response, sp.private_key_pem("admissions"))
+    assert [a.text for a in assertion.iter(f"{{{SAML}}}Audience")] == [sp.entity_id("admissions")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_idp_initiated_sign_in_is_refused_for_an_sp_that_does_not_allow_it(sps: dict[str, Sp], saml_idp: LiveSamlIdp,
+                                                                          kind: str) -> None:
+    sp = sps[kind]
+    browser = SamlBrowser()
+    start = f"{saml_idp.issuer}/saml/idp-initiated?" + urlencode({"sp": sp.entity_id("case-records")})
+
+    final = browser.open(start, email=AMARA, password=DEMO_PASSWORD)
+
+    assert final.status_code >= 400 and final.url.startswith(saml_idp.issuer)
+    assert not browser.received("SAMLResponse", sp.base_url), "a response went to the SP"
+    assert browser.json(sp.whoami_url("case-records"))["authenticated"] is False
 
 
 def test_social_worker_is_refused_admissions_and_the_sp_gets_no_assertion(sps: dict[str, Sp], saml_idp: LiveSamlIdp) -> None:
