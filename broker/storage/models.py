@@ -335,3 +335,39 @@ class SamlSessionParticipantRow(Base):
     name_id_format: Mapped[str] = mapped_column(String(128))
     session_index: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class DirectoryPersonRow(Base):
+    """A person a directory sync imported: canonical attributes per (organisation, directory, object id),
+    with where and when they were read (``supercloud directories sync``)."""
+
+    __tablename__ = "directory_people"
+    __table_args__ = (
+        UniqueConstraint("organisation", "directory_id", "object_id", name="uq_directory_people_object"),
+        Index("ix_directory_people_org_username", "organisation", "username"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation: Mapped[str] = mapped_column(String(64))
+    directory_id: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(255))  # objectGUID / entryUUID: never reassigned
+    username: Mapped[str] = mapped_column(String(320))
+    attributes: Mapped[dict] = mapped_column(JSON)  # canonical names (name, email, department ...)
+    status: Mapped[str] = mapped_column(String(32))  # AccountStatus value, or "deleted"
+    source_server: Mapped[str] = mapped_column(String(255))  # provenance: the server that answered
+    source_change: Mapped[str] = mapped_column(String(64))  # provenance: uSNChanged / modifyTimestamp read
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    access_ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DirectorySyncStateRow(Base):
+    """One directory's sync watermark (the next incremental run starts there) and its last runs."""
+
+    __tablename__ = "directory_sync_state"
+    directory_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(64))
+    cursor: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # SyncCursor.to_json()
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_full_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

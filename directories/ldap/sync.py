@@ -15,13 +15,21 @@ Incremental runs (``since`` = the previous cursor) add a change clause to the fi
   ``uSNChanged`` seen. USNs are per domain controller: the cursor names the server that
   produced it, and a run answered by another DC must start again with a full sync.
 
-What a sync does not see, by design of the protocols: deletions (a deleted entry simply
-stops matching; AD keeps tombstones visible only with the Show Deleted control, OpenLDAP
-only through syncrepl/accesslog), so a leaver found by absence needs a full run compared
-with the previous one; and group membership, which is resolved live at sign-in and at
-every re-check (``broker.leavers``), not copied. AD lockout is read from the attributes
-returned by the subtree search (``lockoutTime``), so an expired lockout may still read as
-LOCKED here; the live checks use the computed attribute.
+Deletions: a deleted entry simply stops matching. On Active Directory an incremental run
+also asks for the tombstones changed since the cursor, with the Show Deleted control
+(``1.2.840.113556.1.4.417``, MS-ADTS §3.1.1.3.4.1.14): their object ids come back in
+``SyncResult.deleted``. Where the service account may not read tombstones (AD grants it
+to administrators only unless delegated) and on OpenLDAP (deletions are visible only
+through syncrepl/accesslog), a leaver found by absence needs a full run: the consumer
+compares the ids a full run delivered with those it holds. Group membership is resolved
+live at sign-in and at every re-check (``broker.leavers``), not copied. AD lockout is read
+from the attributes returned by the subtree search (``lockoutTime``), so an expired lockout
+may still read as LOCKED here; the live checks use the computed attribute. An OpenLDAP
+account locked by an administrator (ppolicy ``pwdAccountLockedTime: 000001010000Z``, a
+lock that never expires, draft-behera-ldap-password-policy §5.3.3) reads as DISABLED.
+
+USNs are per domain controller: an incremental AD run whose cursor names another server
+than the one answering is run as a full run instead (``SyncResult.full`` says so).
 
 A server failure mid-run fails over to the next server and restarts the search there, so
 pages may be delivered twice: ``on_page`` must be idempotent. Nothing is logged but counts.
@@ -42,13 +50,15 @@ from directories.ldap.attributes import first_text, map_attributes
 from directories.ldap.directory import LdapDirectory
 from directories.ldap.status import AD_STATUS_ATTRIBUTES, PPOLICY_STATUS_ATTRIBUTES, ad_account_status, ppolicy_account_status
 from directories.ldap.transport import SERVER_DOWN_RESULTS, ServerFailure
-from directories.records import AccountRecord
+from directories.records import AccountRecord, AccountStatus
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 500
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696
 _SIZE_LIMIT_EXCEEDED = 4  # RFC 4511 §4.1.9
+_SHOW_DELETED = "1.2.840.113556.1.4.417"  # MS-ADTS §3.1.1.3.4.1.14 LDAP_SERVER_SHOW_DELETED_OID
+_PERMANENT_LOCK = "000001010000Z"  # ppolicy: locked by an administrator until unlocked
 _GENERALIZED_TIME = re.compile(r"^\d{14}(?:\.\d+)?Z$")
 
 
@@ -79,12 +89,20 @@ class SyncCursor:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SyncResult:
-    """What one run did: records delivered, pages, the cursor for the next run."""
+    """What one run did: records delivered, pages, the cursor for the next run.
+
+    ``full`` is True when every person was read (so absence means deletion); ``server`` is
+    the URL of the server that answered; ``deleted`` holds the object ids of AD tombstones
+    changed since the cursor, and ``deletions_checked`` whether that search could be made.
+    """
 
     records: int
     pages: int
     cursor: SyncCursor | None
     full: bool
+    server: str = ""
+    deleted: tuple[str, ...] = ()
+    deletions_checked: bool = False
 
 
 class DirectorySync:
@@ -104,6 +122,10 @@ class DirectorySync:
         self._page_size = page_size
         self._now = now
         self._is_ad = self._config.type == "active_directory"
+        #: While ``on_page`` runs: object id -> the change stamp (uSNChanged / modifyTimestamp) read.
+        self.page_changes: dict[str, str] = {}
+        #: The URL of the server answering the current (or last) run.
+        self.server = ""
         self._object_id_attribute = "objectGUID" if self._is_ad else "entryUUID"
         self._change_attribute = "uSNChanged" if self._is_ad else "modifyTimestamp"
         self._attribute_map = self._config.effective_attribute_map
@@ -121,8 +143,7 @@ class DirectorySync:
         """
         if since is not None and since.attribute != self._change_attribute:
             raise DirectoryError(DirectoryErrorCode.MISCONFIGURED, f"{self._config.id}: cursor is for {since.attribute}")
-        ldap_filter = self._filter(since)
-        return self._directory.pool.run("service", lambda conn: self._paged(conn, ldap_filter, on_page, since))
+        return self._directory.pool.run("service", lambda conn: self._paged(conn, on_page, since))
 
     def _filter(self, since: SyncCursor | None) -> str:
         cfg = self._config
@@ -139,10 +160,14 @@ class DirectorySync:
     def _paged(
         self,
         conn: ldap3.Connection,
-        ldap_filter: str,
         on_page: Callable[[list[AccountRecord]], None],
         since: SyncCursor | None,
     ) -> SyncResult:
+        server = self.server = server_url(conn)
+        if since is not None and self._is_ad and since.server and since.server != server:
+            log.info("directory %s: cursor is from another domain controller; running a full sync", self._config.id)
+            since = None
+        ldap_filter = self._filter(since)
         cookie: bytes | None = None
         high = since.value if since is not None else ""
         total = pages = 0
@@ -171,17 +196,20 @@ class DirectorySync:
                     f"{self._config.id}: paged search failed: {result.get('description')} {result.get('message', '')}".strip(),
                 )
             records = []
+            stamps: dict[str, str] = {}
             for item in conn.response or ():
                 if item.get("type") != "searchResEntry":
                     continue
                 raw = dict(item.get("raw_attributes") or {})
                 record = self._record(raw, now)
+                change = first_text(raw, self._change_attribute) or ""
                 if record is not None:
                     records.append(record)
-                change = first_text(raw, self._change_attribute) or ""
+                    stamps[record.object_id] = change
                 if _newer(change, high, numeric=self._is_ad):
                     high = change
             if records:
+                self.page_changes = stamps
                 on_page(records)
                 total += len(records)
             pages += 1
@@ -189,9 +217,50 @@ class DirectorySync:
             cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie") or None
             if not cookie:
                 break
-        log.info("directory %s: sync delivered %d records in %d pages", self._config.id, total, pages)
-        cursor = SyncCursor(self._change_attribute, high, server=str(conn.server)) if high else None
-        return SyncResult(records=total, pages=pages, cursor=cursor, full=since is None)
+        deleted: tuple[str, ...] = ()
+        checked = False
+        if self._is_ad and since is not None:
+            deleted, checked, high = self._tombstones(conn, since, high)
+        log.info("directory %s: sync delivered %d records in %d pages, %d deletions", self._config.id, total, pages,
+                 len(deleted))
+        cursor = SyncCursor(self._change_attribute, high, server=server) if high else None
+        return SyncResult(records=total, pages=pages, cursor=cursor, full=since is None, server=server,
+                          deleted=deleted, deletions_checked=checked)
+
+    def _tombstones(self, conn: ldap3.Connection, since: SyncCursor, high: str) -> tuple[tuple[str, ...], bool, str]:
+        """Return (object ids of user tombstones changed since ``since``, searched?, new high USN).
+
+        A refusal (no right to read deleted objects) is not an error: deletions are then
+        found by the next full run.
+        """
+        ldap_filter = f"(&(isDeleted=TRUE)(objectClass=user)(uSNChanged>={int(since.value) + 1}))"
+        ids: list[str] = []
+        cookie: bytes | None = None
+        while True:
+            conn.search(
+                self._config.base_dn, ldap_filter, search_scope=ldap3.SUBTREE,
+                attributes=["objectGUID", "uSNChanged"], controls=[(_SHOW_DELETED, True, None)],
+                paged_size=self._page_size, paged_cookie=cookie,
+            )
+            result = conn.result or {}
+            if result.get("result") in SERVER_DOWN_RESULTS:
+                raise ServerFailure(f"tombstone search answered {result.get('description')}")
+            if result.get("result") != 0:
+                log.info("directory %s: tombstones not readable (%s)", self._config.id, result.get("description"))
+                return (), False, high
+            for item in conn.response or ():
+                if item.get("type") != "searchResEntry":
+                    continue
+                raw = dict(item.get("raw_attributes") or {})
+                object_id = first_text(raw, "objectGUID")
+                if object_id:
+                    ids.append(object_id)
+                change = first_text(raw, "uSNChanged") or ""
+                if _newer(change, high, numeric=True):
+                    high = change
+            cookie = (result.get("controls") or {}).get(_PAGED_RESULTS, {}).get("value", {}).get("cookie") or None
+            if not cookie:
+                return tuple(dict.fromkeys(ids)), True, high
 
     def _record(self, raw: dict[str, list[bytes]], now: dt.datetime) -> AccountRecord | None:
         object_id = first_text(raw, self._object_id_attribute)
@@ -199,6 +268,8 @@ class DirectorySync:
         if not object_id or not username:
             return None
         status = ad_account_status(raw, now) if self._is_ad else ppolicy_account_status(raw)
+        if status is AccountStatus.LOCKED and not self._is_ad and first_text(raw, "pwdAccountLockedTime") == _PERMANENT_LOCK:
+            status = AccountStatus.DISABLED
         return AccountRecord(
             directory_id=self._config.id,
             object_id=object_id,
@@ -207,6 +278,12 @@ class DirectorySync:
             groups=(),
             status=status,
         )
+
+
+def server_url(conn: ldap3.Connection) -> str:
+    """Return the URL (``ldaps://host:port``) of the server ``conn`` talks to."""
+    server = conn.server
+    return f"{'ldaps' if server.ssl else 'ldap'}://{server.host}:{server.port}"
 
 
 def _newer(value: str, than: str, *, numeric: bool) -> bool:

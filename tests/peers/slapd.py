@@ -142,6 +142,7 @@ modulepath {MODULE_DIR}
 moduleload back_mdb
 moduleload memberof
 moduleload refint
+moduleload ppolicy
 pidfile {directory}/slapd.pid
 argsfile {directory}/slapd.args
 
@@ -154,6 +155,7 @@ maxsize 67108864
 overlay memberof
 overlay refint
 refint_attributes member
+overlay ppolicy
 access to attrs=userPassword
     by self write
     by anonymous auth

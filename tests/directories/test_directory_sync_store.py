@@ -1,0 +1,220 @@
+"""``supercloud directories sync`` against the real peers: people imported into the identity store,
+full and incremental runs, and leavers (disabled or deleted) losing their live sessions and
+refresh tokens at the next sync — Samba AD (Camden) and OpenLDAP (Hackney)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import ldap3
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from broker.cli import cli
+from broker.directory_people import DirectoryPeople
+from broker.directory_sync import DirectorySyncService
+from broker.storage.models import DirectoryPersonRow
+from tests.directories.broker_peers import (
+    admin_connection,
+    camden_source,
+    create_ad_user,
+    hackney_source,
+    newham_source,
+    set_ad_disabled,
+)
+from tests.directories.test_broker_directory_signin import build_app, records
+from tests.directories.test_leavers import PASSWORD, refresh, signed_in_with_tokens, sso_reuse
+from tests.peers.samba import SambaDC
+from tests.peers.slapd import HACKNEY, SlapdServer
+
+pytestmark = [pytest.mark.peer("samba"), pytest.mark.peer("slapd")]
+
+NO_RECHECK = 3600  # the live re-check would not look again within the test: only the sync can end access
+
+
+@pytest.fixture
+def sync_app(settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer):  # type: ignore[no-untyped-def]
+    """(app, services, sync service, config path) with the boroughs' real directories."""
+    app, services = build_app(
+        settings_factory,
+        camden_source(samba_camden, status_recheck_seconds=NO_RECHECK),
+        newham_source(samba_newham, status_recheck_seconds=NO_RECHECK),
+        hackney_source(slapd_hackney, status_recheck_seconds=NO_RECHECK),
+    )
+    sync = DirectorySyncService(
+        services.settings, DirectoryPeople(services.db),
+        lambda subject_id, reason: services.oidc.end_sessions_for_subject(subject_id, reason, actor="directory-sync"),
+        services.audit.append, page_size=4,
+    )
+    yield app, services, sync
+    services.engine.dispose()
+
+
+def stored(services, organisation: str) -> dict[str, DirectoryPersonRow]:  # type: ignore[no-untyped-def]
+    with services.db() as session:
+        rows = session.execute(select(DirectoryPersonRow).where(DirectoryPersonRow.organisation == organisation)).scalars()
+        return {row.username: row for row in rows}
+
+
+def one(reports: list[Any]):  # type: ignore[no-untyped-def]
+    [report] = reports
+    assert report.error is None, report.error
+    return report
+
+
+def _ad_dn(dc: SambaDC, upn: str) -> str:
+    return f"CN={upn.split('@')[0]},CN=Users,{dc.spec.base_dn}"
+
+
+def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_camden: SambaDC) -> None:
+    app, services, sync = sync_app
+    first = one(sync.sync("camden"))
+    assert first.full and first.read >= 9 and first.new == first.read and first.leavers >= 1
+    people = stored(services, "camden")
+    alice = people["asmith@camden.test"]
+    assert alice.attributes["department"] == "Adult Social Care" and alice.status == "active"
+    assert alice.source_server.startswith("ldaps://") and alice.source_change.isdigit()
+    assert people["jleaver@camden.test"].status == "disabled"
+
+    leaver = create_ad_user(samba_camden, PASSWORD)
+    deleted = create_ad_user(samba_camden, PASSWORD)
+    mover = create_ad_user(samba_camden, PASSWORD)
+    tokens = {}
+    for email in (leaver, deleted, mover):
+        client = app.test_client()
+        tokens[email] = (client, signed_in_with_tokens(client, email))
+    second = one(sync.sync("camden"))
+    assert not second.full and second.new == 3 and second.leavers == 0 and second.sessions_ended == 0
+
+    set_ad_disabled(samba_camden, leaver, True)
+    admin = admin_connection(samba_camden)
+    try:
+        assert admin.modify(_ad_dn(samba_camden, mover), {"department": [(ldap3.MODIFY_REPLACE, ["Housing"])]})
+        assert admin.delete(_ad_dn(samba_camden, deleted))
+    finally:
+        admin.unbind()
+    newcomer = create_ad_user(samba_camden, PASSWORD)
+
+    third = one(sync.sync("camden"))
+    assert not third.full and third.new == 1 and third.changed == 2 and third.disabled == 1
+    people = stored(services, "camden")
+    assert people[newcomer].status == "active"
+    assert people[mover].attributes["department"] == "Housing"
+    assert people[leaver].status == "disabled" and people[leaver].access_ended_at is not None
+    # the tombstone, read with the Show Deleted control (the service account was delegated that right)
+    assert third.deletions_checked and third.deleted == 1 and third.leavers == 2 and third.sessions_ended == 2
+    assert stored(services, "camden")[deleted].status == "deleted"
+
+    for email in (leaver, deleted):  # their live session and refresh token are gone
+        client, issued = tokens[email]
+        assert refresh(client, issued["refresh_token"]).status_code == 400
+        assert "code=" not in sso_reuse(client).headers.get("Location", "")
+    client, issued = tokens[mover]  # the one who only moved department keeps access
+    assert refresh(client, issued["refresh_token"]).status_code == 200
+    ended = [r for r in records(services, "subject_sessions_ended") if "directory sync" in r.details["reason"]]
+    assert len(ended) == 2 and all(r.details["sessions"] == 1 for r in ended)
+
+    again = one(sync.sync("camden"))  # idempotent: nothing new happens to anyone
+    assert (again.new, again.changed, again.leavers, again.sessions_ended, again.deleted) == (0, 0, 0, 0, 0)
+    full = one(sync.sync("camden", full=True))  # a full run agrees: nobody else is missing
+    assert full.full and (full.new, full.deleted, full.leavers) == (0, 0, 0)
+    assert len([r for r in records(services, "subject_sessions_ended") if "directory sync" in r.details["reason"]]) == 2
+    audited = records(services, "directory_sync", "success")
+    assert [r.details["directory_id"] for r in audited] == ["camden-ad"] * len(audited)
+    assert all("@" not in str(r.details) for r in audited)  # counts, not people
+
+
+def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: SlapdServer) -> None:
+    app, services, sync = sync_app
+    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
+                             password=HACKNEY.admin_password, auto_bind=True)
+    uids = {name: f"t{uuid.uuid4().hex[:10]}" for name in ("locked", "deleted", "mover", "newcomer")}
+    emails = {name: f"{uid}@hackney.test" for name, uid in uids.items()}
+    try:
+        first = one(sync.sync("hackney", full=True))
+        assert first.full and first.read >= 3 and "rosa.khan@hackney.test" in stored(services, "hackney")
+        for name in ("locked", "deleted", "mover"):
+            uid = uids[name]
+            assert admin.add(HACKNEY.person_dn(uid), ["top", "inetOrgPerson"], {
+                "uid": uid, "cn": f"Temp {name}", "sn": name, "mail": emails[name], "title": "Teacher",
+                "userPassword": PASSWORD,
+            }), admin.result
+        tokens = {}
+        for name in ("locked", "deleted"):
+            client = app.test_client()
+            tokens[name] = (client, signed_in_with_tokens(client, emails[name]))
+        second = one(sync.sync("hackney"))
+        assert not second.full and second.new == 3
+
+        assert admin.modify(HACKNEY.person_dn(uids["mover"]), {"title": [(ldap3.MODIFY_REPLACE, ["Head of Year"])]})
+        assert admin.modify(HACKNEY.person_dn(uids["locked"]),
+                            {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, ["000001010000Z"])]}), admin.result
+        assert admin.delete(HACKNEY.person_dn(uids["deleted"]))
+        assert admin.add(HACKNEY.person_dn(uids["newcomer"]), ["top", "inetOrgPerson"], {
+            "uid": uids["newcomer"], "cn": "Temp new", "sn": "new", "mail": emails["newcomer"], "userPassword": PASSWORD,
+        })
+
+        third = one(sync.sync("hackney"))  # incremental: sees the change, the lock and the newcomer
+        people = stored(services, "hackney")
+        assert third.new == 1 and third.disabled == 1 and third.deleted == 0
+        assert people[emails["mover"]].attributes["job_title"] == "Head of Year"
+        assert people[emails["locked"]].status == "disabled"
+        client, issued = tokens["locked"]
+        assert refresh(client, issued["refresh_token"]).status_code == 400
+        client, issued = tokens["deleted"]
+        assert refresh(client, issued["refresh_token"]).status_code == 200  # not yet known to have left
+
+        full = one(sync.sync("hackney", full=True))  # reconciles entryUUIDs: the deleted entry is found
+        assert full.full and full.deleted == 1 and full.leavers == 1 and full.sessions_ended == 1
+        assert stored(services, "hackney")[emails["deleted"]].status == "deleted"
+        assert refresh(client, issued["refresh_token"]).status_code == 400
+        assert "code=" not in sso_reuse(client).headers.get("Location", "")
+
+        again = one(sync.sync("hackney"))
+        assert (again.new, again.leavers, again.sessions_ended) == (0, 0, 0)
+    finally:
+        for uid in uids.values():
+            admin.delete(HACKNEY.person_dn(uid))
+        admin.unbind()
+
+
+def test_a_sync_touches_only_its_own_organisation(sync_app, samba_camden: SambaDC) -> None:
+    app, services, sync = sync_app
+    assert stored(services, "camden") == {}
+    [report] = sync.sync("camden")
+    assert report.directory_id == "camden-ad"
+    assert stored(services, "hackney") == {} and stored(services, "newham") == {}
+    with pytest.raises(KeyError):
+        sync.sync("nowhere")
+
+
+def test_a_full_run_that_would_remove_most_people_is_refused(sync_app, slapd_hackney: SlapdServer) -> None:
+    app, services, sync = sync_app
+    one(sync.sync("hackney", full=True))
+    before = {u: r.status for u, r in stored(services, "hackney").items()}
+    narrowed = DirectorySyncService(
+        services.settings.model_copy(update={"organisations": [
+            o.model_copy(update={"sources": [o.sources[0].model_copy(update={"base_dn": f"ou=nobody,{HACKNEY.suffix}"})]})
+            if o.id == "hackney" else o for o in services.settings.organisations
+        ]}),
+        DirectoryPeople(services.db), lambda s, r: 0, services.audit.append,
+    )
+    [report] = narrowed.sync("hackney", full=True)
+    assert report.error is not None
+    assert {u: r.status for u, r in stored(services, "hackney").items()} == before  # nobody marked deleted
+    assert records(services, "directory_sync", "failure")
+
+
+def test_the_command_prints_one_line_per_directory(sync_app) -> None:
+    app, services, sync = sync_app
+    config = str(services.settings.base_dir / "broker.yaml")
+    result = CliRunner().invoke(cli, ["--config", config, "directories", "sync", "hackney"], obj={})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("✓ hackney/hackney-ldap: full sync from ldap://")
+    again = CliRunner().invoke(cli, ["--config", config, "directories", "sync", "hackney"], obj={})
+    assert "incremental sync" in again.output and " 0 new, 0 changed" in again.output
+    unknown = CliRunner().invoke(cli, ["--config", config, "directories", "sync", "atlantis"], obj={})
+    assert unknown.exit_code != 0 and "no organisation 'atlantis'" in unknown.output
+
