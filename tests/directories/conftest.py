@@ -21,10 +21,10 @@ if str(_ROOT) not in sys.path:  # make ``tests.peers`` importable however pytest
 from config.ldap_source import LdapSourceConfig  # noqa: E402
 from directories.ldap import LdapDirectory, build_ldap_directory  # noqa: E402
 from tests.directories.ldap_peers import camden_settings, hackney_settings, newham_settings  # noqa: E402
-from tests.peers.samba import SambaDC, samba_camden, samba_newham  # noqa: E402
+from tests.peers.samba import SambaDC, samba_camden, samba_newham, samba_newham_dc2  # noqa: E402
 from tests.peers.slapd import SlapdServer, slapd_hackney  # noqa: E402
 
-__all__ = ["samba_camden", "samba_newham", "slapd_hackney"]
+__all__ = ["samba_camden", "samba_newham", "samba_newham_dc2", "slapd_hackney"]
 
 
 @pytest.fixture

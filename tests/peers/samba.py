@@ -96,12 +96,14 @@ class AdDomainSpec:
 
 @dataclasses.dataclass
 class SambaDC:
-    """A running Samba AD DC."""
+    """A running Samba AD DC. ``second_directory``: where the domain's second DC (joined to
+    this one when provisioned) was restored, for ``start_second_dc``; None for a lone DC."""
 
     spec: AdDomainSpec
     address: str
     directory: Path
     process: subprocess.Popen[bytes]
+    second_directory: Path | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -116,6 +118,18 @@ class SambaDC:
     def stop(self) -> None:
         """Stop the DC this helper started (by pid) and wait for it. Returns None."""
         stop_process(self.process)
+
+    @property
+    def running(self) -> bool:
+        """True while the DC's process runs."""
+        return self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the (stopped) DC again from its directory and wait until it answers. Returns None."""
+        if self.running:
+            return
+        self.process = _start_process(self.directory)
+        _wait_ready(self.process, self.address, self.directory)
 
 
 def escape_rdn(value: str) -> str:
@@ -204,11 +218,13 @@ def port_in_use(address: str, port: int) -> bool:
 
 _ROOT_MARK = "@@SUPERCLOUD_ROOT@@"
 _IP_MARK = "@@SUPERCLOUD_IP@@"
+_DELETED_OBJECTS_SCRIPT = Path(__file__).with_name("samba_deleted_objects.py")
 
 
 def _cache_key(spec: AdDomainSpec) -> str:
     digest = hashlib.sha256()
     digest.update(Path(__file__).read_bytes())
+    digest.update(_DELETED_OBJECTS_SCRIPT.read_bytes())
     digest.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
     digest.update(subprocess.run([_binary("samba"), "-V"], capture_output=True, check=False).stdout)
     return digest.hexdigest()[:20]
@@ -277,8 +293,35 @@ def _provision(spec: AdDomainSpec, directory: Path, address: str) -> None:
     try:
         _wait_ready(process, address, directory)
         _set_ldap_attributes(spec, address)
+        _grant_tombstone_read(spec, directory, address)
     finally:
         stop_process(process)
+
+
+def _samba_python() -> str:
+    """Return the interpreter samba-tool runs with (it has Samba's Python bindings)."""
+    first_line = Path(_binary("samba-tool")).read_text(errors="replace").splitlines()[0]
+    return first_line.removeprefix("#!").strip().split()[0]
+
+
+def _grant_tombstone_read(spec: AdDomainSpec, directory: Path, address: str) -> None:
+    """Let the service account see tombstones (Show Deleted), as an administrator would delegate."""
+    from ldap3.protocol.formatters.formatters import format_sid
+
+    conn = ldap3.Connection(ldap3.Server(address, port=389, get_info=ldap3.NONE), user=spec.user_dn("Administrator"),
+                            password=spec.admin_password, auto_bind=True)
+    try:
+        conn.search(spec.user_dn(SERVICE_ACCOUNT), "(objectClass=*)", search_scope=ldap3.BASE, attributes=["objectSid"])
+        sid = format_sid(conn.response[0]["raw_attributes"]["objectSid"][0])
+    finally:
+        conn.unbind()
+    result = subprocess.run(
+        [_samba_python(), "-I", str(_DELETED_OBJECTS_SCRIPT), str(directory / "etc" / "smb.conf"),
+         str(directory / "private" / "sam.ldb"), spec.base_dn, sid],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"granting tombstone read failed: {result.stderr[-2000:]}")
 
 
 def _set_ldap_attributes(spec: AdDomainSpec, address: str) -> None:
@@ -390,25 +433,47 @@ def _cached_tarball(spec: AdDomainSpec) -> Path:
     return tarball
 
 
-def start_samba_dc(spec: AdDomainSpec, address: str, run_root: Path) -> SambaDC:
+def _restore(tarball: Path, parent: Path) -> None:
+    """Extract a cached tarball (``dc`` and, for a pair, ``dc2``) into ``parent`` (emptied first)."""
+    shutil.rmtree(parent, ignore_errors=True)
+    parent.mkdir(parents=True)
+    with tarfile.open(tarball, "r:gz") as archive:
+        archive.extractall(parent, filter="tar")
+
+
+def _set_services(directory: Path, services: str) -> None:
+    """Rewrite the ``server services`` line of the DC's smb.conf. Returns None."""
+    conf = directory / "etc" / "smb.conf"
+    lines = [f"\tserver services = {services}" if line.strip().startswith("server services") else line
+             for line in conf.read_text().splitlines()]
+    conf.write_text("\n".join(lines) + "\n")
+
+
+def start_samba_dc(spec: AdDomainSpec, address: str, run_root: Path, *, second: SecondDcSpec | None = None) -> SambaDC:
     """Restore (or provision) ``spec`` under ``run_root``, start it on ``address``, return it.
 
-    Accounts whose state is ``locked`` are locked out with failed binds after start.
-    Raises RuntimeError when the address is taken or the DC does not become ready.
+    With ``second``, the domain is restored with a second DC already joined (see
+    ``start_second_dc``); this first DC then also runs the RPC server the second one
+    replicates from. Accounts whose state is ``locked`` are locked out with failed binds
+    after start. Raises RuntimeError when the address is taken or the DC does not become ready.
     """
     if port_in_use(address, 389):
         raise RuntimeError(f"{address}:389 is already in use (another test session?)")
-    tarball = _cached_tarball(spec)
-    directory = run_root / spec.netbios.lower() / "dc"
-    shutil.rmtree(directory.parent, ignore_errors=True)
-    directory.parent.mkdir(parents=True)
-    with tarfile.open(tarball, "r:gz") as archive:
-        archive.extractall(directory.parent, filter="tar")
+    tarball = _cached_pair_tarball(spec, second) if second is not None else _cached_tarball(spec)
+    parent = run_root / spec.netbios.lower()
+    _restore(tarball, parent)
+    directory = parent / "dc"
     conf = directory / "etc" / "smb.conf"
     conf.write_text(conf.read_text().replace(_ROOT_MARK, str(directory)).replace(_IP_MARK, address))
+    second_directory = None
+    if second is not None:
+        second_directory = parent / "dc2"
+        conf2 = second_directory / "etc" / "smb.conf"
+        conf2.write_text(conf2.read_text().replace(_ROOT2_MARK, str(second_directory)))
+        _set_services(directory, PAIR_FIRST_SERVICES)
     process = _start_process(directory)
     _wait_ready(process, address, directory)
-    dc = SambaDC(spec=spec, address=address, directory=directory, process=process)
+    dc = SambaDC(spec=spec, address=address, directory=directory, process=process, second_directory=second_directory)
     try:
         for user in spec.users:
             if user.state == "locked":
@@ -417,6 +482,139 @@ def start_samba_dc(spec: AdDomainSpec, address: str, run_root: Path) -> SambaDC:
         dc.stop()
         raise
     return dc
+
+
+# -- a second domain controller, really joined (samba-tool domain join ... DC) ----------------
+
+_ROOT2_MARK = "@@SUPERCLOUD_ROOT2@@"
+_IP2_MARK = "@@SUPERCLOUD_IP2@@"
+#: The first DC of a pair also runs RPC (DRSUAPI: the second DC replicates from it), and
+#: while the second one joins, CLDAP (finding the DC) and the KDC.
+PAIR_FIRST_SERVICES = "ldap, rpc"
+_JOIN_FIRST_SERVICES = "ldap, cldap, rpc, kdc"
+SECOND_DC_SERVICES = "ldap"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecondDcSpec:
+    """A second DC of a domain: its host name and the addresses both DCs use while it joins."""
+
+    host_name: str  # dc2-newham
+    staging_address: str
+    first_staging_address: str
+
+
+def _cached_pair_tarball(spec: AdDomainSpec, second: SecondDcSpec) -> Path:
+    """Return the tarball of ``spec`` with ``second`` joined as a second DC (``dc`` and ``dc2``).
+
+    Joining writes to both DCs' databases (the new DC's account, its NTDS settings), so
+    the pair is cached together, under its own lock. Without DNS, the join names the first
+    DC by address (``--server``) and provisions no DNS (``--dns-backend=NONE``). The
+    second DC presents the first DC's TLS certificate and key (one name, one CA, as a
+    load-balanced ``dc-newham`` name would): Samba's self-made CA cannot sign another.
+    """
+    net = spec.netbios.lower()
+    digest = hashlib.sha256((_cache_key(spec) + json.dumps(dataclasses.asdict(second))).encode()).hexdigest()[:20]
+    cache = cache_dir()
+    tarball = cache / f"samba-{net}-pair-{digest}.tar.gz"
+    with _file_lock(cache / f"samba-{net}-pair.lock"):
+        if tarball.exists():
+            return tarball
+        single = _cached_tarball(spec)
+        staging_root = Path(tempfile.mkdtemp(prefix=f"samba-join-{net}-"))
+        try:
+            _restore(single, staging_root)
+            first, joined = staging_root / "dc", staging_root / "dc2"
+            conf = first / "etc" / "smb.conf"
+            conf.write_text(conf.read_text().replace(_ROOT_MARK, str(first)).replace(_IP_MARK, second.first_staging_address))
+            _set_services(first, _JOIN_FIRST_SERVICES)
+            process = _start_process(first)
+            try:
+                _wait_ready(process, second.first_staging_address, first)
+                _join(spec, second, joined)
+            finally:
+                stop_process(process)
+            conf2 = joined / "etc" / "smb.conf"
+            text = conf2.read_text()
+            if "ldap server require strong auth" not in text:
+                text = text.replace("[global]\n", "[global]\n\tldap server require strong auth = no\n", 1)
+            conf2.write_text(text.replace(str(joined), _ROOT2_MARK).replace(f"{second.staging_address}/8", f"{_IP2_MARK}/8"))
+            shutil.rmtree(joined / "private" / "tls", ignore_errors=True)
+            shutil.copytree(first / "private" / "tls", joined / "private" / "tls")
+            _set_services(first, "ldap")
+            conf.write_text(conf.read_text().replace(str(first), _ROOT_MARK).replace(
+                f"{second.first_staging_address}/8", f"{_IP_MARK}/8"))
+            partial = tarball.with_suffix(".partial")
+            with tarfile.open(partial, "w:gz") as archive:
+                for name in ("dc", "dc2"):
+                    archive.add(staging_root / name, arcname=name, filter=lambda info: (
+                        None if info.name.endswith(("ldapi", ".stdout")) or "/log." in info.name else info
+                    ))
+            partial.rename(tarball)
+            for stale in cache.glob(f"samba-{net}-pair-*.tar.gz"):
+                if stale != tarball:
+                    stale.unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(staging_root, ignore_errors=True)
+    return tarball
+
+
+def _join(spec: AdDomainSpec, second: SecondDcSpec, directory: Path) -> None:
+    """``samba-tool domain join <realm> DC`` into ``directory``; raise RuntimeError with its output."""
+    for sub in ("run", "ncalrpc", "winbindd"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    options = [
+        f"interfaces = {second.staging_address}/8", "bind interfaces only = yes", f"server services = {SECOND_DC_SERVICES}",
+        f"pid directory = {directory}/run", f"ncalrpc dir = {directory}/ncalrpc",
+        f"winbindd socket directory = {directory}/winbindd", f"log file = {directory}/log.%m",
+        "ldap server require strong auth = no", f"netbios name = {second.host_name.upper()}",
+        f"realm = {spec.realm}", f"workgroup = {spec.netbios}",
+    ]
+    result = subprocess.run(
+        [_binary("samba-tool"), "domain", "join", spec.realm.lower(), "DC", "-U", "Administrator",
+         f"--password={spec.admin_password}", f"--server={second.first_staging_address}", "--dns-backend=NONE",
+         f"--targetdir={directory}", *[f"--option={o}" for o in options]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"samba-tool domain join failed: {result.stdout[-1000:]} {result.stderr[-3000:]}")
+
+
+def start_second_dc(first: SambaDC, address: str) -> SambaDC:
+    """Start the second DC of ``first``'s domain (restored with it) on ``address``; return it.
+
+    Raises RuntimeError when ``first`` was started without a second DC, the address is
+    taken or the DC does not become ready.
+    """
+    if first.second_directory is None:
+        raise RuntimeError(f"{first.spec.realm} was started without a second DC")
+    if port_in_use(address, 389):
+        raise RuntimeError(f"{address}:389 is already in use (another test session?)")
+    directory = first.second_directory
+    conf = directory / "etc" / "smb.conf"
+    conf.write_text(conf.read_text().replace(_IP2_MARK, address))
+    process = _start_process(directory)
+    _wait_ready(process, address, directory)
+    dc = SambaDC(spec=first.spec, address=address, directory=directory, process=process)
+    replicate(first, dc)  # what changed on the first DC since the pair was cached
+    return dc
+
+
+def replicate(source: SambaDC, destination: SambaDC) -> str:
+    """Pull the domain partition's changes from ``source`` into ``destination`` now; return samba-tool's report.
+
+    ``samba-tool drs replicate --local`` (MS-DRSR IDL_DRSGetNCChanges, including secrets),
+    on demand: without DNS, the DCs cannot find each other for scheduled replication.
+    Raises RuntimeError with samba-tool's output on failure.
+    """
+    result = subprocess.run(
+        [_binary("samba-tool"), "drs", "replicate", destination.address, source.address, source.spec.base_dn, "--local",
+         "-s", str(destination.directory / "etc" / "smb.conf"), "-U", f"Administrator%{source.spec.admin_password}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"samba-tool drs replicate failed: {result.stdout[-1000:]} {result.stderr[-2000:]}")
+    return result.stdout.strip()
 
 
 def lock_out(dc: SambaDC, user: AdUser) -> None:
@@ -485,13 +683,14 @@ NEWHAM = AdDomainSpec(
 )  # fmt: skip
 
 
-def _dc_fixture(spec: AdDomainSpec, last_octet: int):  # type: ignore[no-untyped-def]
+def _dc_fixture(spec: AdDomainSpec, last_octet: int, second: SecondDcSpec | None = None):  # type: ignore[no-untyped-def]
     @pytest.fixture(scope="session")
     def fixture(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
         if not binaries_available():
             peer_missing("Samba AD DC", HOW_TO_ENABLE)
         dc = start_samba_dc(
-            spec, worker_address(last_octet, worker_id), tmp_path_factory.mktemp(f"samba-{spec.netbios.lower()}")
+            spec, worker_address(last_octet, worker_id), tmp_path_factory.mktemp(f"samba-{spec.netbios.lower()}"),
+            second=second,
         )
         try:
             yield dc
@@ -501,6 +700,18 @@ def _dc_fixture(spec: AdDomainSpec, last_octet: int):  # type: ignore[no-untyped
     return fixture
 
 
+NEWHAM_DC2 = SecondDcSpec(host_name="dc2-newham", staging_address="127.0.250.23", first_staging_address="127.0.250.13")
+
 #: Session fixtures: import them into a conftest.py (``from tests.peers.samba import samba_camden``).
 samba_camden = _dc_fixture(CAMDEN, 2)
-samba_newham = _dc_fixture(NEWHAM, 3)
+samba_newham = _dc_fixture(NEWHAM, 3, NEWHAM_DC2)
+
+
+@pytest.fixture(scope="session")
+def samba_newham_dc2(samba_newham: SambaDC, worker_id: str) -> Iterator[SambaDC]:
+    """Newham's second domain controller (joined to ``samba_newham``), on 127.0.<worker>.13."""
+    dc = start_second_dc(samba_newham, worker_address(13, worker_id))
+    try:
+        yield dc
+    finally:
+        dc.stop()
