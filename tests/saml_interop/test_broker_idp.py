@@ -383,10 +383,11 @@ def test_sp_initiated_single_logout_ends_every_session(sps: dict[str, Sp], saml_
     _assert_everything_signed_out(browser, sps, saml_idp)
 
 
-def test_idp_initiated_single_logout_signs_out_of_every_sp(sps: dict[str, Sp], saml_idp: LiveSamlIdp) -> None:
+@pytest.mark.parametrize("path", ["/saml/logout", "/logout"])  # the SAML sign-out page, and the broker's own
+def test_idp_initiated_single_logout_signs_out_of_every_sp(sps: dict[str, Sp], saml_idp: LiveSamlIdp, path: str) -> None:
     browser, seen = _signed_in_at_both(sps, saml_idp)
 
-    confirm = browser.open(saml_idp.logout_url)
+    confirm = browser.open(f"{saml_idp.issuer}{path}")
     assert confirm.status_code == 200 and "Sign out" in confirm.text
     signed_out = browser.submit(confirm)
 
