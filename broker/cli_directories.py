@@ -59,12 +59,12 @@ def sync_command(ctx: click.Context, organisation: str | None, full: bool, allow
 @click.pass_context
 def test_command(ctx: click.Context, organisation: str, username: str | None) -> None:
     """Check ORGANISATION's directories: each server, TLS, the service account, a lookup, groups."""
-    from broker.directory_sync import DirectorySyncService
+    from broker.directory_sync import ldap_sources
     from directories.ldap.diagnostics import diagnose
 
     settings = _settings(ctx)
     try:
-        sources = DirectorySyncService(settings, None, lambda s, r: 0, lambda e: None).directories(organisation)  # type: ignore[arg-type]
+        sources = ldap_sources(settings, organisation)
     except KeyError:
         raise click.ClickException(f"no organisation {organisation!r} in the configuration") from None
     if not sources:

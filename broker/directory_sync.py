@@ -101,22 +101,8 @@ class DirectorySyncService:
         self._page_size = page_size
 
     def directories(self, organisation: str | None = None) -> list[tuple[str, LdapSourceConfig]]:
-        """Return (organisation id, resolved config) of every LDAP / AD source, of one
-        organisation or all. Raises KeyError for an unknown organisation."""
-        orgs = self._settings.organisations
-        if organisation is not None:
-            orgs = [o for o in orgs if o.id == organisation]
-            if not orgs:
-                raise KeyError(organisation)
-        found = []
-        for org in orgs:
-            for source in org.sources:
-                if isinstance(source, LdapSourceConfig):
-                    found.append((org.id, source.model_copy(update={
-                        "organisation": org.id,
-                        "ca_file": self._settings.resolve_path(source.ca_file) if source.ca_file is not None else None,
-                    })))
-        return found
+        """Return ``ldap_sources(settings, organisation)``."""
+        return ldap_sources(self._settings, organisation)
 
     def sync(
         self, organisation: str | None = None, *, full: bool = False, actor: str = "directory-sync",
@@ -194,6 +180,26 @@ class DirectorySyncService:
             report.leavers += 1
         self._people.save_cursor(org, directory_id, result.cursor.to_json() if result.cursor else None,
                                  full=result.full, now=now)
+
+
+def ldap_sources(settings: Settings, organisation: str | None = None) -> list[tuple[str, LdapSourceConfig]]:
+    """Return (organisation id, config) of every LDAP / AD source, of one organisation or all,
+    with the organisation filled in and ``ca_file`` resolved against the configuration's folder.
+
+    Raises KeyError for an unknown organisation.
+    """
+    orgs = settings.organisations
+    if organisation is not None:
+        orgs = [o for o in orgs if o.id == organisation]
+        if not orgs:
+            raise KeyError(organisation)
+    return [
+        (org.id, source.model_copy(update={
+            "organisation": org.id,
+            "ca_file": settings.resolve_path(source.ca_file) if source.ca_file is not None else None,
+        }))
+        for org in orgs for source in org.sources if isinstance(source, LdapSourceConfig)
+    ]
 
 
 def _mass_removal(directory_id: str, absent: int, total: int) -> DirectoryError:
