@@ -9,7 +9,16 @@
 * the DC listens only on ``address`` (LDAP 389, LDAPS 636: Samba's ports are fixed, so
   every xdist worker gets its own address, see ``worker_address``);
 * per-session state that decays with time (account lockout) is applied after start;
-* ``stop()`` ends the process it started, by pid.
+* ``stop()`` ends the process it started, by pid; ``start()`` starts it again.
+
+Newham has two real DCs: ``samba_newham`` is the first, restored from a "pair" tarball in
+which a second DC was joined to it once (``samba-tool domain join NEWHAM.TEST DC``, with
+``--server=<first DC's address>`` and ``--dns-backend=NONE`` as there is no DNS), and
+``samba_newham_dc2`` starts that second DC on its own address (127.0.<worker>.13). Without
+DNS the DCs cannot find each other for scheduled replication, so ``replicate(dc1, dc2)``
+pulls changes on demand (``samba-tool drs replicate --local``); the second DC is brought up
+to date when it starts. It serves the first DC's certificate (one name and CA for both).
+Provisioning also lets the service account read tombstones (``samba_deleted_objects.py``).
 """
 
 from __future__ import annotations
