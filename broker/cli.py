@@ -224,6 +224,7 @@ def _guard(action):  # type: ignore[no-untyped-def]
 
 import broker.cli_policy  # noqa: E402,F401  (registers the 'supercloud policy' group)
 import broker.cli_access  # noqa: E402,F401  (registers the break-glass and mfa groups)
+import broker.cli_sps  # noqa: E402,F401  (registers the 'supercloud sps' group)
 import broker.cli_directories  # noqa: E402,F401  (registers the 'supercloud directories' group)
 import broker.cli_orgs  # noqa: E402,F401  (registers the 'supercloud orgs' group)
 

@@ -86,8 +86,8 @@ class ServiceProviders:
         with self._db() as session:
             row = session.get(SamlServiceProviderRow, entity_id)
         configured = self._configured.get(entity_id)
-        if row is None and configured is None:
-            return None
+        if configured is None and (row is None or row.origin == "config"):
+            return None  # unknown, or taken out of the configuration
         if row is None or (configured is not None and row.origin == "config"
                            and json.loads(row.settings) != configured.model_dump(mode="json")):
             return self._refresh(configured, None) if configured else None
