@@ -23,7 +23,7 @@ from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel, AuthnContext, Identity
 from federation.organisations import Organisation, OrganisationRegistry
 from federation.scoping import ScopeRules, apply_scope
-from federation.sources import CallbackSource, IdentitySource, PasswordSource, UpstreamRequest
+from federation.sources import CallbackSource, IdentitySource, PasswordSource, SessionSource, UpstreamRequest
 
 GENERIC_FAILURE = "Enter a correct email address and password."
 MESSAGES = {
@@ -35,6 +35,7 @@ UNAVAILABLE = "Sign-in for {organisation} is unavailable at the moment. Try agai
 UPSTREAM_FAILED = "We could not sign you in with your organisation's sign-in service. Try again."
 UPSTREAM_NAMESPACE = "upstream"
 UPSTREAM_TTL_SECONDS = 600
+UPSTREAM_SESSION = "upstream_session"  # key in verify_upstream's extras: the federation.sources.UpstreamSession, or None
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 
@@ -218,17 +219,24 @@ class LoginService:
         if unsolicited:
             # IdP-initiated sign-in, enabled for this IdP only: the source checks the response
             # without a request of ours (replay still caught by its assertion-id cache).
-            return self._finish_at(source, params, {}, callback_url, ip=ip), {"unsolicited": True}
+            identity, upstream = self._finish_at(source, params, {}, callback_url, ip=ip)
+            return identity, {"unsolicited": True, UPSTREAM_SESSION: upstream}
         if taken is None or taken.value is None or taken.value.get("source") != source_id or not isinstance(source, CallbackSource):
             reason = "replayed callback" if taken is not None and taken.already_taken else "no sign-in in progress for this browser"
             self._fail("", source.organisation if source else "", source_id, reason, ip)
             raise BrokerError(BrokerErrorCode.SESSION_EXPIRED, "Your sign-in took too long or was interrupted. Start again.")
-        return self._finish_at(source, params, taken.value["state"], callback_url, ip=ip), dict(taken.value.get("extras", {}))
+        identity, upstream = self._finish_at(source, params, taken.value["state"], callback_url, ip=ip)
+        return identity, {**taken.value.get("extras", {}), UPSTREAM_SESSION: upstream}
 
     def _finish_at(self, source: CallbackSource, params: dict[str, str], state: dict[str, Any], callback_url: str, *,
-                   ip: str | None) -> Identity:
+                   ip: str | None) -> tuple[Identity, Any]:
+        """Return (the scoped identity, the upstream session when the source reports one, else None)."""
+        upstream = None
         try:
-            identity = source.finish(params, state, callback_url)
+            if isinstance(source, SessionSource):
+                identity, upstream = source.finish_session(params, state, callback_url)
+            else:
+                identity = source.finish(params, state, callback_url)
         except FederationError as exc:
             self._fail("", source.organisation, source.id, f"{exc.code.value}: {exc.reason}", ip)
             if exc.code is FederationErrorCode.SOURCE_UNAVAILABLE:
@@ -236,7 +244,7 @@ class LoginService:
                 name = organisation.name if organisation else source.id
                 raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UNAVAILABLE.format(organisation=name)) from None
             raise BrokerError(BrokerErrorCode.LOGIN_FAILED, UPSTREAM_FAILED) from None
-        return self._scoped(identity, source, ip=ip)
+        return self._scoped(identity, source, ip=ip), upstream
 
     def second_factor(self, session: SsoSession, code: str, *, ip: str | None) -> tuple[str, SsoSession]:
         """Check a TOTP or recovery code for the session's person and raise the session to AAL2.

@@ -21,6 +21,8 @@ from broker.login import LoginService
 from broker.mfa import TotpService
 from broker.throttle import Throttle, ThrottleLimits
 from broker.oidc.provider import Endpoints, OidcProvider
+from broker.organisations_admin import OrganisationAdmin
+from broker.upstream_sessions import UpstreamLogout, UpstreamSessions
 from broker.oidc.tokens import TokenMinter
 from broker.saml.credentials import IdpCredentials
 from broker.saml.idp import SamlIdp
@@ -59,6 +61,8 @@ class Services:
     break_glass: BreakGlassService
     linking: AccountLinking
     notifications: Notifications
+    organisations: OrganisationAdmin | None = None  # the registry as administrators edit it (None before migration)
+    upstream_logout: UpstreamLogout | None = None  # upstream sessions and logout with upstreams, both directions
     saml_idp: SamlIdp | None = None
 
 
@@ -120,6 +124,9 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
     subjects = Subjects(db)
     sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
     registry = build_registry(settings, signing_keys=keyring, replay_cache=state)
+    organisations = OrganisationAdmin(db, registry, list(registry.organisations.values()), audit.append)
+    if require_schema or is_current(engine):
+        organisations.seed()  # the store decides from here on (see broker.organisations_admin)
     break_glass = BreakGlassService(db, audit.append)
     notifications = Notifications(db)
     endpoints = Endpoints(settings.broker.issuer)
@@ -185,6 +192,12 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         subjects=subjects,
         sso=sso,
         registry=registry,
+        organisations=organisations,
+        upstream_logout=UpstreamLogout(
+            sessions=UpstreamSessions(db, master), registry=registry, state=state, audit=audit.append,
+            end_session=lambda sid, reason: oidc.logout.end_session(sid, reason=reason, actor="upstream").ended,
+            issuer=settings.broker.issuer,
+        ),
         login=LoginService(
             registry, subjects, sso, audit.append, Throttle(state, ThrottleLimits()),
             TotpService(db, master, state, issuer_name="London Supercloud"),

@@ -158,6 +158,16 @@ class OidcSourceConfig(BaseModel):
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     metadata_cache_seconds: int = Field(default=3600, ge=60, le=86400)
     jwks_cache_seconds: int = Field(default=3600, ge=60, le=86400)
+    session_max_age_seconds: int | None = Field(
+        default=None, ge=300, le=86400,
+        description="the longest a broker session may rest on one authentication here (sent as max_age; "
+                    "the session ends then and the person authenticates at the upstream again); default: no bound "
+                    "beyond the broker's own session lifetime",
+    )
+    logout: bool = Field(default=True, description="sign out here too when the person signs out of the broker "
+                                                    "(RP-initiated logout), and accept back-channel logout tokens")
+    logout_token_max_age_seconds: int = Field(default=300, ge=30, le=3600,
+                                              description="an older back-channel logout token (iat) is refused")
 
     @field_validator("issuer", "discovery_url")
     @classmethod

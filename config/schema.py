@@ -105,6 +105,18 @@ class RoleMappingConfig(_Model):
     job_roles: list[str] = Field(min_length=1)
 
 
+ContactRole = Literal["privacy_officer", "security_contact", "technical_contact", "service_desk"]
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+
+
+class ContactConfig(_Model):
+    """Whom to reach at an organisation about one matter (break-glass alerts go to the privacy officer)."""
+
+    role: ContactRole
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=EMAIL.pattern, max_length=254)
+
+
 class OrganisationConfig(_Model):
     """A member organisation: a borough, an NHS body, or the operator."""
 
@@ -129,6 +141,7 @@ class OrganisationConfig(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     teams: list[TeamConfig] = Field(default_factory=list)
     role_mappings: list[RoleMappingConfig] = Field(default_factory=list)
+    contacts: list[ContactConfig] = Field(default_factory=list)
 
     @field_validator("domains")
     @classmethod

@@ -140,6 +140,16 @@ def unverified_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) and kid else None
 
 
+def unverified_typ(token: str) -> str | None:
+    """Return the ``typ`` named in ``token``'s header, unverified (to refuse a token of another
+    type before anything else), or None if the token is malformed or names none."""
+    try:
+        typ = jwt.get_unverified_header(token).get("typ")
+    except JOSEError:
+        return None
+    return typ if isinstance(typ, str) else None
+
+
 def verification_keys_from_jwks(jwks: Mapping[str, Any], allowed_algs: Collection[str]) -> dict[str, VerificationKey]:
     """Return a peer's public keys (a JWK Set, RFC 7517 §5, fetched from its ``jwks_uri``) by kid.
 

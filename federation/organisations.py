@@ -33,6 +33,16 @@ class RoleMapping:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Contact:
+    """A person or mailbox to reach at an organisation about one matter (``role``: privacy_officer,
+    security_contact, technical_contact or service_desk)."""
+
+    role: str
+    name: str
+    email: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Organisation:
     """A member organisation and the identity sources that serve its people."""
 
@@ -48,6 +58,7 @@ class Organisation:
     authoritative_attributes: frozenset[str] | None = None
     asserts_national_roles: bool = False
     accepts_sources: frozenset[str] = frozenset()
+    contacts: tuple[Contact, ...] = ()
 
     def enrich(self, identity: Identity) -> Identity:
         """Return ``identity`` with the teams and job roles its groups give it in this organisation.
@@ -70,32 +81,53 @@ class Organisation:
         return dataclasses.replace(identity, attributes=attributes)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Snapshot:
+    by_id: Mapping[str, Organisation]
+    by_domain: Mapping[str, Organisation]
+    sources: Mapping[str, IdentitySource]
+
+
+def _snapshot(organisations: Iterable[Organisation]) -> _Snapshot:
+    by_id: dict[str, Organisation] = {}
+    by_domain: dict[str, Organisation] = {}
+    sources: dict[str, IdentitySource] = {}
+    for org in organisations:
+        by_id[org.id] = org
+        for domain in org.domains:
+            by_domain[domain] = org
+        for source in org.sources:
+            sources[source.id] = source
+    return _Snapshot(by_id, by_domain, sources)
+
+
 class OrganisationRegistry:
-    """Every member organisation, keyed by id and by the domains it is authoritative for."""
+    """Every member organisation, keyed by id and by the domains it is authoritative for.
+
+    The registry is one immutable snapshot; ``replace`` swaps in a new one in a single
+    assignment, so a request reading it concurrently sees either the old or the new
+    registry, never a mixture (the broker swaps it when the organisation store changes).
+    """
 
     def __init__(self, organisations: Iterable[Organisation]) -> None:
-        self._by_id: dict[str, Organisation] = {}
-        self._by_domain: dict[str, Organisation] = {}
-        self._sources: dict[str, IdentitySource] = {}
-        for org in organisations:
-            self._by_id[org.id] = org
-            for domain in org.domains:
-                self._by_domain[domain] = org
-            for source in org.sources:
-                self._sources[source.id] = source
+        self._snap = _snapshot(organisations)
+
+    def replace(self, organisations: Iterable[Organisation]) -> None:
+        """Make ``organisations`` the registry's whole content (retired ones simply left out)."""
+        self._snap = _snapshot(organisations)
 
     @property
     def organisations(self) -> Mapping[str, Organisation]:
         """Every organisation by id."""
-        return self._by_id
+        return self._snap.by_id
 
     def get(self, organisation_id: str) -> Organisation | None:
         """Return the organisation with this id, or None."""
-        return self._by_id.get(organisation_id)
+        return self._snap.by_id.get(organisation_id)
 
     def source(self, source_id: str) -> IdentitySource | None:
-        """Return the identity source with this id, or None."""
-        return self._sources.get(source_id)
+        """Return the identity source with this id, or None (also for a retired organisation's source)."""
+        return self._snap.sources.get(source_id)
 
     def discover(self, login_hint: str) -> Organisation | None:
         """Return the organisation serving ``login_hint`` (``name@domain``), or None.
@@ -106,4 +138,4 @@ class OrganisationRegistry:
         _, at, domain = login_hint.strip().rpartition("@")
         if not at or not domain:
             return None
-        return self._by_domain.get(domain.lower())
+        return self._snap.by_domain.get(domain.lower())

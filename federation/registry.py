@@ -18,7 +18,7 @@ from directories.ldap import build_ldap_directory
 from directories.static import StaticDirectory
 from federation.directory_source import DirectorySource, LockoutPolicy
 from federation.errors import FederationError, FederationErrorCode
-from federation.organisations import Organisation, OrganisationRegistry, RoleMapping, Team
+from federation.organisations import Contact, Organisation, OrganisationRegistry, RoleMapping, Team
 from federation.sources import IdentitySource
 from federation.upstream_oidc.build import build_oidc_source, health_ods_index
 from federation.upstream_oidc.client_auth import SigningKeys
@@ -149,6 +149,7 @@ def build_registry(
                 ),
                 asserts_national_roles=org.asserts_national_roles,
                 accepts_sources=frozenset(org.accepts_sources),
+                contacts=tuple(Contact(c.role, c.name, c.email) for c in org.contacts),
             )
         )
     return OrganisationRegistry(organisations)

@@ -100,3 +100,72 @@ class CallbackSource(IdentitySource, Protocol):
         mismatched; ACCOUNT_NOT_ACTIVE when the upstream refused the person; SOURCE_UNAVAILABLE.
         """
         ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamSession:
+    """The upstream identity provider's session behind one sign-in: what logout in either
+    direction and the upstream's session lifetime need.
+
+    ``subject`` is the upstream's ``sub`` (OIDC) or NameID value (SAML); ``session_id`` its
+    ``sid`` (OIDC Front/Back-Channel Logout) or ``SessionIndex`` (SAML Core §2.7.2);
+    ``id_token`` the ID token to send back as ``id_token_hint`` (RP-Initiated Logout §2);
+    ``name_id`` the whole SAML NameID (value, format, qualifiers) a LogoutRequest must repeat
+    (SAML Core §3.7.1); ``not_after`` when the upstream's authentication stops vouching for
+    the person (SAML ``SessionNotOnOrAfter``, or the source's configured maximum age), None
+    if the upstream sets no bound.
+    """
+
+    source: str
+    subject: str
+    authenticated_at: Any  # datetime.datetime (aware, UTC)
+    session_id: str | None = None
+    id_token: str | None = None
+    name_id: Mapping[str, str] | None = None
+    not_after: Any = None  # datetime.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamLogoutNotice:
+    """A verified logout sent by an upstream: end the broker sessions of ``subject`` and/or
+    upstream session ``session_id`` at ``source``; ``token_id`` (jti / request ID) and
+    ``expires_at`` (epoch seconds) let the broker refuse a replay until it would expire anyway."""
+
+    source: str
+    subject: str | None
+    session_id: str | None
+    token_id: str
+    expires_at: float
+
+
+@runtime_checkable
+class SessionSource(CallbackSource, Protocol):
+    """An upstream whose sign-ins carry a session the broker records (for logout and lifetime)."""
+
+    def finish_session(self, params: Mapping[str, str], state: Mapping[str, Any],
+                       callback_url: str) -> tuple[Identity, UpstreamSession]:
+        """As ``finish``, also returning the upstream session. Raises FederationError as ``finish``."""
+        ...
+
+
+@runtime_checkable
+class LogoutSource(IdentitySource, Protocol):
+    """An upstream that can be asked to end its session when the person signs out of the broker."""
+
+    def logout_url(self, session: UpstreamSession, *, return_url: str, state: str) -> str | None:
+        """Return where to send the browser to sign out at the upstream (coming back to
+        ``return_url`` with ``state``), or None if the upstream offers no logout.
+
+        Raises FederationError(SOURCE_UNAVAILABLE) if the upstream's metadata cannot be had.
+        """
+        ...
+
+
+@runtime_checkable
+class BackchannelLogoutSource(IdentitySource, Protocol):
+    """An upstream that tells the broker, server to server, that a session ended there."""
+
+    def verify_logout_token(self, token: str) -> UpstreamLogoutNotice:
+        """Return the logout the token announces once every check has passed (OIDC
+        Back-Channel Logout 1.0 §2.6). Raises FederationError(INVALID_TOKEN) with the reason."""
+        ...

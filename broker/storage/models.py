@@ -371,3 +371,46 @@ class DirectorySyncStateRow(Base):
     cursor: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # SyncCursor.to_json()
     last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_full_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OrganisationRow(Base):
+    """A member organisation as the registry holds it (``broker.organisations_admin``): the editable
+    declaration as JSON, where it came from, and whether administrators now own it."""
+
+    __tablename__ = "organisations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)  # JSON of broker.organisations_admin.OrganisationRecord's fields
+    origin: Mapped[str] = mapped_column(String(16))  # config | admin
+    managed: Mapped[bool] = mapped_column(Boolean, default=False)  # edited by an administrator: the store wins
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OrganisationsVersionRow(Base):
+    """One row: a counter bumped by every change to ``organisations`` (each worker compares it per request)."""
+
+    __tablename__ = "organisations_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class UpstreamSessionRow(Base):
+    """The upstream identity provider's session behind an SSO session: what logout in either
+    direction needs (OIDC ``sid`` and ID token for ``id_token_hint``; SAML NameID and SessionIndex)."""
+
+    __tablename__ = "upstream_sessions"
+    __table_args__ = (
+        Index("ix_upstream_sessions_source_sid", "source", "upstream_sid"),
+        Index("ix_upstream_sessions_source_subject", "source", "upstream_subject"),
+    )
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)  # the broker's SSO session
+    source: Mapped[str] = mapped_column(String(64))
+    upstream_subject: Mapped[str] = mapped_column(String(512))
+    upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True)  # OIDC sid / SAML SessionIndex
+    name_id: Mapped[str | None] = mapped_column(Text, nullable=True)  # SAML NameID as JSON
+    encrypted_id_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    authenticated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -10,6 +10,7 @@ from govuk_frontend_wtf.main import WTFormsHelpers
 from broker.services import Services, build_services
 from broker.web import saml_idp_views
 from broker.web import break_glass_views, linking_views, login_views, logout_views, mfa_views, oidc_views, saml_sp_views, upstream_views
+from broker.web import upstream_logout_views
 from broker.web.errors import install_error_handlers
 from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
 from config.schema import Settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     app.register_blueprint(break_glass_views.bp)
     app.register_blueprint(linking_views.bp)
     app.register_blueprint(saml_sp_views.bp)
+    app.register_blueprint(upstream_logout_views.bp)
     app.register_blueprint(saml_idp_views.bp)
     # SAML messages come cross-site from SPs, authenticated by their own signatures.
     csrf.exempt(saml_idp_views.sso)
@@ -71,8 +73,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     csrf.exempt(oidc_views.introspect)
     csrf.exempt(oidc_views.revoke)
     csrf.exempt(logout_views.end_session)
+    csrf.exempt(upstream_logout_views.backchannel)  # server to server: the signed logout token authenticates it
     install_security_headers(app, https=https)
     install_error_handlers(app)
+
+    if services.organisations is not None:
+        # One read of the registry's version counter per request; a change made by any process
+        # (console, CLI, another worker) is picked up without a restart.
+        organisations = services.organisations
+
+        @app.before_request
+        def _organisations_in_step() -> None:
+            organisations.sync()
 
     @app.route("/")
     def index():  # type: ignore[no-untyped-def]

@@ -130,7 +130,13 @@ def logout() -> Response | str:
 
         if has_saml_services(sso):  # SAML SPs are signed out front-channel, one after the other
             return start_idp_logout(sso)
-        services().oidc.end_session(sso, reason="user_signout", ip=client_ip())
+        result = services().oidc.end_session(sso, reason="user_signout", ip=client_ip())
+        from broker.web.upstream_logout_views import sign_out_upstream
+
+        upstream = sign_out_upstream(sso, target=None, frontchannel=result.frontchannel_urls) if result.ended else None
+        if upstream is not None:  # on to the upstream the session came from; it sends the browser back
+            session.clear()
+            return clear_sso_cookie(upstream)
     session.clear()
     response = make_response(
         render_template("message.html", title="You are signed out", paragraphs=["You have signed out of the London Supercloud."])

@@ -12,6 +12,7 @@ from broker.errors import BrokerError, BrokerErrorCode
 from broker.oidc.logout import EndSessionRequest
 from broker.web.context import current_session, services, sso_cookie_name
 from broker.web.security import client_ip
+from broker.web.upstream_logout_views import sign_out_upstream
 
 bp = Blueprint("logout", __name__)
 PENDING_LOGOUT = "pending_logout"
@@ -64,7 +65,10 @@ def _sign_out(end: EndSessionRequest) -> Response:
     sso = current_session()
     result = services().oidc.end_session(sso, reason="rp_initiated" if end.client else "user_signout", ip=client_ip()) if sso else None
     session.clear()
-    response = _finish(end, frontchannel=result.frontchannel_urls if result else ())
+    frontchannel = result.frontchannel_urls if result else ()
+    # Sign out at the upstream the session came from too, when it offers logout (broker.upstream_sessions).
+    upstream = sign_out_upstream(sso, target=end.redirect_url(), frontchannel=frontchannel) if result and result.ended else None
+    response = upstream or _finish(end, frontchannel=frontchannel)
     secure = services().settings.broker.issuer.startswith("https://")
     response.delete_cookie(sso_cookie_name(), path="/", secure=secure, httponly=True, samesite="Lax")
     return response

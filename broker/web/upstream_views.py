@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, session, url_for
 
+from broker.login import UPSTREAM_SESSION
 from broker.web.context import current_session, services, set_sso_cookie
 from broker.web.linking_views import LINK_PURPOSE, finish_link
 from broker.web.login_views import PENDING
@@ -80,6 +81,9 @@ def callback(source_id: str) -> Response | str:
     if extras.get("purpose") == LINK_PURPOSE:
         return finish_link(current_session(), extras.get("sid"), identity)
     cookie, sso = services().login.open_session(identity, source_id, ip=client_ip())
+    if extras.get(UPSTREAM_SESSION) is not None:
+        # For logout in either direction and the upstream's session lifetime (broker.upstream_sessions).
+        services().upstream_logout.sessions.record(sso.sid, extras[UPSTREAM_SESSION])
     pending = session.get(PENDING)
     session.clear()
     if pending:

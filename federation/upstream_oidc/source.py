@@ -27,12 +27,13 @@ from urllib.parse import urlencode
 from config.oidc_source import OidcSourceConfig
 from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel, Identity
-from federation.sources import UpstreamRequest, UpstreamStart
+from federation.sources import UpstreamLogoutNotice, UpstreamRequest, UpstreamSession, UpstreamStart
 from federation.upstream_oidc import client_auth
 from federation.upstream_oidc.claims import apply_rules, merge_userinfo
 from federation.upstream_oidc.discovery import MetadataCache, ProviderMetadata
 from federation.upstream_oidc.http import Http, HttpResponse, urllib_http
 from federation.upstream_oidc.keys import UpstreamKeys
+from federation.upstream_oidc.logout import end_session_url, validate_logout_token
 from federation.upstream_oidc.mapping import MappingContext
 from federation.upstream_oidc.tokens import validate_id_token
 
@@ -129,6 +130,8 @@ class OidcUpstream:
             params["prompt"] = "login"
         if request.login_hint:
             params["login_hint"] = request.login_hint
+        if self._cfg.session_max_age_seconds is not None:
+            params["max_age"] = str(self._cfg.session_max_age_seconds)  # OIDC Core §3.1.2.1
         separator = "&" if "?" in metadata.authorization_endpoint else "?"
         kept = {
             "state": state,
@@ -162,6 +165,13 @@ class OidcUpstream:
         required claim missing, too low an assurance), ACCOUNT_NOT_ACTIVE (the upstream
         refused the person), SOURCE_UNAVAILABLE (the upstream cannot be reached).
         """
+        return self.finish_session(params, state, callback_url)[0]
+
+    def finish_session(self, params: Mapping[str, str], state: Mapping[str, Any],
+                       callback_url: str) -> tuple[Identity, UpstreamSession]:
+        """As ``finish``; also return the upstream session (``sub``, ``sid``, the ID token for a
+        later ``id_token_hint``, and when the authentication stops vouching: ``auth_time`` plus
+        ``session_max_age_seconds``, refused outright if already past, OIDC Core §3.1.2.1)."""
         expected_state = state.get("state")
         returned = params.get("state", "")
         if not isinstance(expected_state, str) or not hmac.compare_digest(returned.encode(), expected_state.encode()):
@@ -221,7 +231,61 @@ class OidcUpstream:
                 FederationErrorCode.INVALID_CREDENTIALS,
                 f"the upstream authenticated at {identity.authn.assurance.name}, AAL{wanted} was asked for",
             )
-        return identity
+        return identity, self._session(claims, id_token, now)
+
+    def _session(self, claims: Mapping[str, Any], id_token: str, now: float) -> UpstreamSession:
+        auth_time = claims.get("auth_time")
+        if not isinstance(auth_time, int | float) or isinstance(auth_time, bool):
+            auth_time = claims.get("iat")
+        authenticated = float(auth_time) if isinstance(auth_time, int | float) and not isinstance(auth_time, bool) else now
+        max_age = self._cfg.session_max_age_seconds
+        if max_age is not None and authenticated + max_age <= now - self._cfg.clock_skew_seconds:
+            raise FederationError(INVALID, "auth_time is older than max_age: the upstream did not authenticate again")
+        sid = claims.get("sid")
+        return UpstreamSession(
+            source=self.id,
+            subject=str(claims["sub"]),
+            authenticated_at=dt.datetime.fromtimestamp(authenticated, dt.UTC),
+            session_id=sid if isinstance(sid, str) and sid else None,
+            id_token=id_token,
+            not_after=dt.datetime.fromtimestamp(authenticated + max_age, dt.UTC) if max_age is not None else None,
+        )
+
+    # -- logout ------------------------------------------------------------------------------
+
+    def logout_url(self, session: UpstreamSession, *, return_url: str, state: str) -> str | None:
+        """The upstream's RP-initiated logout URL for ``session`` (RP-Initiated Logout §2), or None
+        if logout is off for this source or the upstream publishes no ``end_session_endpoint``.
+
+        Raises FederationError(SOURCE_UNAVAILABLE) if the metadata cannot be had.
+        """
+        if not self._cfg.logout:
+            return None
+        endpoint = self._metadata.get().end_session_endpoint
+        if not endpoint:
+            return None
+        return end_session_url(endpoint, id_token=session.id_token, client_id=self._cfg.client_id,
+                               return_url=return_url, state=state)
+
+    def verify_logout_token(self, token: str) -> UpstreamLogoutNotice:
+        """Validate a back-channel logout token from this upstream (Back-Channel Logout §2.6).
+
+        Raises FederationError(INVALID_TOKEN) with the reason; also when logout is off here.
+        """
+        if not self._cfg.logout:
+            raise FederationError(INVALID, "back-channel logout is not enabled for this upstream")
+        now = self._clock()
+        claims = validate_logout_token(
+            token, keys=self._keys.keys_for, issuer=self._cfg.issuer, client_id=self._cfg.client_id,
+            algorithms=self._cfg.id_token_signing_algs, now=now, skew_seconds=self._cfg.clock_skew_seconds,
+            max_age_seconds=self._cfg.logout_token_max_age_seconds,
+        )
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else now
+        return UpstreamLogoutNotice(
+            source=self.id, subject=claims.get("sub"), session_id=claims.get("sid"), token_id=str(claims["jti"]),
+            expires_at=max(expires, float(claims["iat"]) + self._cfg.logout_token_max_age_seconds),
+        )
 
     def _redeem(self, metadata: ProviderMetadata, code: str, state: Mapping[str, Any]) -> dict[str, Any]:
         """Exchange the code at the token endpoint (OIDC Core §3.1.3.1-3.1.3.4)."""

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.fake_upstream import FakeUpstream, install_fake_upstream
+from tests.support.fake_upstream import FakeUpstream, install_fake_upstream, install_source
 from tests.support.flask_flow import authorize_params, pkce_pair
 from tests.support.http_login import csrf_token
 
@@ -111,6 +111,6 @@ def test_an_idp_initiated_answer_signs_in_only_where_the_idp_is_enabled_for_it(a
     refused = app.test_client().post("/login/callback/fake-cis2", data={"code": "x", "_bounced": "1"})
     assert refused.status_code == 400, "off unless enabled"
     enabled = Unsolicited()
-    services.registry._sources[enabled.id] = enabled
+    install_source(services, "nhs", enabled)
     accepted = app.test_client().post("/login/callback/fake-cis2", data={"code": "x", "_bounced": "1"})
     assert accepted.status_code == 302 and accepted.headers["Location"].endswith("/signed-in")

@@ -17,6 +17,13 @@
 //   id_token: {set: {claim: value}, unset: [claim], sign: "original"|"rogue"|"none"|"hs256-public"|"rogue-jwk-header"}
 //   userinfo: {set: {...}, unset: [...]}
 //   token:    {status: 500} or {status: 400, body: {error: "invalid_grant"}}
+// POST /test/logout-token {client_id, sub, sid, set: {...}, unset: [...], sign: ..., typ} returns
+// {logout_token} signed like the provider's own back-channel logout tokens (its key, typ
+// logout+jwt), changed as asked: for attack tests on the broker's back-channel endpoint.
+//
+// Logout: RP-initiated logout (/session/end) and back-channel logout are on; a client with
+// backchannel_logout_uri and backchannel_logout_session_required gets sid in its ID tokens
+// and a logout token when the person signs out here.
 //
 // Configuration is one JSON document in OIDC_UPSTREAM_CONFIG:
 //   {port, host, clients: [oidc-provider client metadata ...]}
@@ -162,7 +169,11 @@ const configuration = {
     organisationalmemberships: [],
     selectedrole: ['selected_roleid'],
   },
-  features: { devInteractions: { enabled: false } },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+  },
   // oidc-provider refuses to fetch from special-use addresses (SSRF protection); this peer
   // fetches the broker's JWKS on loopback, and only there.
   fetch(url, options) {
@@ -191,7 +202,8 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 provider.proxy = false;
 // Why the provider refused something, for the test's failure messages (never tokens).
-for (const event of ['grant.error', 'userinfo.error', 'server_error', 'authorization.error']) {
+for (const event of ['grant.error', 'userinfo.error', 'server_error', 'authorization.error', 'backchannel.error',
+  'end_session.error']) {
   provider.on(event, (ctx, err) => {
     process.stderr.write(`${event}: ${err.name} ${err.message} ${err.error_detail ?? ''} ${err.cause?.message ?? ''} ${err.cause?.cause?.message ?? ''} ${err.cause?.cause?.cause?.message ?? ''}\n`);
   });
@@ -282,6 +294,35 @@ async function interaction(req, res) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
+async function mintLogoutToken(req, res) {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  const spec = JSON.parse(body || '{}');
+  const now = Math.floor(Date.now() / 1000);
+  const payload = {
+    iss: issuer, aud: spec.client_id, iat: now, exp: now + 120, jti: `jti-${Math.random().toString(36).slice(2)}${now}`,
+    events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+  };
+  if (spec.sub) payload.sub = spec.sub;
+  if (spec.sid) payload.sid = spec.sid;
+  for (const [k, v] of Object.entries(spec.set ?? {})) payload[k] = v;
+  for (const k of spec.unset ?? []) delete payload[k];
+  const typ = spec.typ ?? 'logout+jwt';
+  const sign = spec.sign ?? 'original';
+  let token;
+  if (sign === 'none') {
+    token = `${b64url(JSON.stringify({ alg: 'none', typ }))}.${b64url(JSON.stringify(payload))}.`;
+  } else if (sign === 'hs256-public') {
+    const input = `${b64url(JSON.stringify({ alg: 'HS256', typ, kid: signing.private.kid }))}.${b64url(JSON.stringify(payload))}`;
+    token = `${input}.${createHmac('sha256', signing.publicPem).update(input).digest('base64url')}`;
+  } else if (sign === 'rogue') {
+    token = await new jose.SignJWT(payload).setProtectedHeader({ alg: 'RS256', typ, kid: spec.kid ?? signing.private.kid }).sign(rogue.key);
+  } else {
+    token = await new jose.SignJWT(payload).setProtectedHeader({ alg: 'RS256', typ, kid: signing.private.kid }).sign(signing.key);
+  }
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ logout_token: token }));
+}
+
 async function control(req, res) {
   let body = '';
   for await (const chunk of req) body += chunk;
@@ -294,6 +335,7 @@ const server = createServer((req, res) => {
   const path = new URL(req.url, issuer).pathname;
   const handle = path.startsWith('/interaction/') ? interaction
     : (path === '/test/tamper' && req.method === 'POST') ? control
+      : (path === '/test/logout-token' && req.method === 'POST') ? mintLogoutToken
       : null;
   if (!handle) return callback(req, res);
   handle(req, res).catch((err) => {

@@ -47,7 +47,12 @@ def install_fake_upstream(services) -> FakeUpstream:  # type: ignore[no-untyped-
     """Make the fake the NHS organisation's only source in ``services``' registry; return it."""
     fake = FakeUpstream()
     nhs = services.registry.get("nhs")
-    services.registry._by_id["nhs"] = dataclasses.replace(nhs, sources=(fake,))
-    services.registry._by_domain["nhs.test"] = services.registry._by_id["nhs"]
-    services.registry._sources[fake.id] = fake
+    install_source(services, "nhs", fake)
     return fake
+
+
+def install_source(services, organisation_id: str, source) -> None:  # type: ignore[no-untyped-def]
+    """Make ``source`` the only source of ``organisation_id`` in ``services``' live registry."""
+    organisations = dict(services.registry.organisations)
+    organisations[organisation_id] = dataclasses.replace(organisations[organisation_id], sources=(source,))
+    services.registry.replace(organisations.values())

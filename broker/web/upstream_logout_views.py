@@ -1,0 +1,74 @@
+"""Logout with upstream identity providers over HTTP: a thin layer over ``broker.upstream_sessions``.
+
+- ``POST /login/backchannel-logout/<source>``: an upstream's back-channel logout token
+  (OIDC Back-Channel Logout 1.0 §2.5, form field ``logout_token``); 200 when accepted, 400
+  with ``invalid_request`` otherwise (§2.8), never cached.
+- ``GET /logout/upstream/return``: the upstream sends the browser back after its own
+  sign-out; the broker's sign-out page (front-channel iframes, the application's
+  ``post_logout_redirect_uri``) is shown then.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, jsonify, make_response, redirect, render_template, request
+
+from broker.errors import BrokerError
+from broker.sessions import SsoSession
+from broker.web.context import services
+from broker.web.security import client_ip
+
+bp = Blueprint("upstream_logout", __name__)
+MAX_TOKEN_CHARS = 16_384
+
+
+@bp.route("/login/backchannel-logout/<source_id>", methods=["POST"])
+def backchannel(source_id: str) -> Response:
+    """Receive an upstream's logout token and end the broker sessions that came from that upstream session."""
+    token = request.form.get("logout_token", "")
+    logout = services().upstream_logout
+    accepted = False
+    if logout is not None and len(request.form.getlist("logout_token")) == 1 and len(token) <= MAX_TOKEN_CHARS:
+        try:
+            logout.backchannel(source_id[:64], token, ip=client_ip())
+            accepted = True
+        except BrokerError:
+            accepted = False  # audited with the precise reason by the service
+    if accepted:
+        response = make_response("", 200)
+    else:
+        response = jsonify({"error": "invalid_request", "error_description": "the logout token was refused"})
+        response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def sign_out_upstream(sso: SsoSession | None, *, target: str | None, frontchannel: tuple[str, ...]) -> Response | None:
+    """After the broker ended ``sso``: the redirect to its upstream's logout, or None if there is none.
+
+    ``target`` (the application's post-logout redirect) and ``frontchannel`` (iframe URLs) are
+    kept server-side and shown when the upstream sends the browser back.
+    """
+    logout = services().upstream_logout
+    if sso is None or logout is None:
+        return None
+    started = logout.begin(sso.sid, continuation={"target": target, "frontchannel": list(frontchannel)}, ip=client_ip())
+    return redirect(started.url) if started else None
+
+
+@bp.route("/logout/upstream/return")
+def returned() -> Response:
+    """The upstream signed the person out and sent them back: finish the broker's sign-out page."""
+    logout = services().upstream_logout
+    continuation = logout.returned(request.args.get("state"), ip=client_ip()) if logout else None
+    if continuation is None:
+        return make_response(render_template("message.html", title="You are signed out",
+                                             paragraphs=["You have signed out of the London Supercloud."]))
+    target = continuation.get("target")
+    frontchannel = tuple(continuation.get("frontchannel") or ())
+    if not frontchannel and target:
+        return redirect(target)
+    g.csp_frame_src = sorted({f"{urlsplit(u).scheme}://{urlsplit(u).netloc}" for u in frontchannel})
+    return make_response(render_template("logged_out.html", title="You are signed out", frontchannel=frontchannel,
+                                         target=target))
