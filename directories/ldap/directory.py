@@ -195,7 +195,9 @@ class LdapDirectory:
         return entries[0], ""
 
     def _bind(self, dn: str, password: str) -> BindOutcome:
-        return self._pool.run("auth", lambda conn: simple_bind(conn, dn, password))
+        # AD (Samba at least) keeps the previous person's identity after a refused bind:
+        # reset it, so a pooled connection never stays bound as someone past a refusal.
+        return self._pool.run("auth", lambda conn: simple_bind(conn, dn, password, reset_after_refusal=self._is_ad))
 
     def _bind_error(self, outcome: BindOutcome) -> DirectoryError:
         if self._is_ad and outcome.result == 49:

@@ -2,7 +2,7 @@
 
 * ``InChainGroups`` (AD): one search with LDAP_MATCHING_RULE_IN_CHAIN
   (MS-ADTS §3.1.1.3.4.4.3), plus the primary group (primaryGroupID is a RID in the
-  user's domain; AD does not list it in ``member``).
+  user's domain; AD does not list it in ``member``), both in one search.
 * ``TokenGroupsGroups`` (AD): the constructed ``tokenGroups`` attribute (MS-ADTS
   §3.1.1.4.5.19, base-scope read only), resolved to groups by objectSid. Includes the
   primary group and its nesting.
@@ -71,42 +71,40 @@ class NoGroups:
         return ()
 
 
-class _PrimaryGroup:
-    """Finds an AD user's primary group from primaryGroupID and objectSid."""
-
-    def __init__(self, base_dn: str) -> None:
-        self._base = base_dn
-
-    def find(self, conn: ldap3.Connection, user: Entry) -> Entry | None:
-        rid = first_int(user.raw, "primaryGroupID")
-        sid = first(user.raw, "objectSid")
-        if rid is None or sid is None:
-            return None
-        try:
-            domain, _ = domain_sid_and_rid(sid)
-        except ValueError:
-            log.warning("user %s has a malformed objectSid; primary group unknown", user.dn)
-            return None
-        found = search(conn, self._base, any_of_bytes("objectSid", [sid_with_rid(domain, rid)]), ["cn", "objectGUID"])
-        return found[0] if found else None
+def primary_group_sid(user: Entry) -> bytes | None:
+    """Return the objectSid of an AD user's primary group, or None if the entry lacks
+    ``primaryGroupID`` or ``objectSid`` (primaryGroupID is a RID in the user's own domain)."""
+    rid = first_int(user.raw, "primaryGroupID")
+    sid = first(user.raw, "objectSid")
+    if rid is None or sid is None:
+        return None
+    try:
+        domain, _ = domain_sid_and_rid(sid)
+    except ValueError:
+        log.warning("user %s has a malformed objectSid; primary group unknown", user.dn)
+        return None
+    return sid_with_rid(domain, rid)
 
 
 class InChainGroups:
-    """AD nested groups through the in-chain matching rule, plus the primary group."""
+    """AD nested groups through the in-chain matching rule, plus the primary group, in one search."""
 
     user_attributes = ("primaryGroupID", "objectSid")
 
     def __init__(self, group_base_dn: str) -> None:
         self._base = group_base_dn
-        self._primary = _PrimaryGroup(group_base_dn)
 
     def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
-        """Return every group ``user`` belongs to, transitively, plus the primary group."""
-        entries = search(conn, self._base, in_chain_member_filter(user.dn), ["cn", "objectGUID"])
-        primary = self._primary.find(conn, user)
-        if primary is not None:
-            entries.append(primary)
-        return _sorted([_group_ref(e, "objectGUID") for e in entries])
+        """Return every group ``user`` belongs to, transitively, plus the primary group.
+
+        One search: ``(|<in-chain member filter>(objectSid=<primary group SID>))``, so a
+        sign-in costs the directory one round trip for its groups. The primary group's own
+        parents are not followed (AD does not list the primary group in ``member``).
+        """
+        in_chain = in_chain_member_filter(user.dn)
+        primary = primary_group_sid(user)
+        ldap_filter = in_chain if primary is None else f"(|{in_chain}{any_of_bytes('objectSid', [primary])})"
+        return _sorted([_group_ref(e, "objectGUID") for e in search(conn, self._base, ldap_filter, ["cn", "objectGUID"])])
 
 
 class TokenGroupsGroups:

@@ -14,7 +14,7 @@ import ldap3
 
 from directories.errors import DirectoryError, DirectoryErrorCode
 from directories.ldap.attributes import RawAttributes
-from directories.ldap.transport import INVALID_CREDENTIALS_RESULT, SERVER_DOWN_RESULTS, ServerFailure
+from directories.ldap.transport import INVALID_CREDENTIALS_RESULT, SERVER_DOWN_RESULTS, ServerFailure, close_quietly
 
 _SCOPES = {"base": ldap3.BASE, "subtree": ldap3.SUBTREE}
 _SIZE_LIMIT_EXCEEDED = 4
@@ -80,13 +80,15 @@ def search(
     return entries
 
 
-def simple_bind(conn: ldap3.Connection, dn: str, password: str) -> BindOutcome:
+def simple_bind(conn: ldap3.Connection, dn: str, password: str, *, reset_after_refusal: bool = False) -> BindOutcome:
     """Perform a simple bind as ``dn`` on ``conn`` and return its outcome.
 
     Callers must have refused empty passwords already: RFC 4513 §5.1.2 makes a simple
     bind with a DN and an empty password an *unauthenticated* bind, which some servers
     accept. Raises ``ServerFailure`` for busy/unavailable; the password is dropped from
-    the connection object before returning.
+    the connection object before returning. With ``reset_after_refusal`` (servers that
+    keep the previous identity after a refused bind, i.e. Active Directory) the connection
+    is made anonymous again or closed, see ``reset_to_anonymous``.
     """
     if not password:
         raise DirectoryError(DirectoryErrorCode.EMPTY_PASSWORD, "refused before bind")
@@ -106,9 +108,31 @@ def simple_bind(conn: ldap3.Connection, dn: str, password: str) -> BindOutcome:
         # inappropriateAuthentication (48), insufficientAccessRights (50) and
         # unwillingToPerform (53) are refusals; anything else is a misbehaving server.
         raise ServerFailure(f"bind answered {result.get('description')} ({code})")
-    return BindOutcome(
+    outcome = BindOutcome(
         ok=ok and code == 0,
         result=code,
         description=str(result.get("description", "")),
         diagnostic=str(result.get("message", "")),
     )
+    if not outcome.ok and reset_after_refusal:
+        reset_to_anonymous(conn)
+    return outcome
+
+
+def reset_to_anonymous(conn: ldap3.Connection) -> None:
+    """Make ``conn`` anonymous again after a refused bind, or close it. Returns None.
+
+    RFC 4511 §4.2.1 says a failed bind leaves the connection anonymous, but Samba AD keeps
+    the identity of the *previous* successful bind. Pooled connections must not keep
+    anyone's identity past a refusal, so an anonymous simple bind (RFC 4513 §5.1.1) resets
+    it; if that is refused or fails, the connection is closed and the pool discards it.
+    """
+    conn.authentication = ldap3.ANONYMOUS
+    conn.user = None
+    conn.password = None
+    try:
+        reset = bool(conn.bind(read_server_info=False)) and (conn.result or {}).get("result") == 0
+    except Exception:  # noqa: BLE001 - any failure here only means: do not reuse this connection
+        reset = False
+    if not reset:
+        close_quietly(conn)

@@ -4,6 +4,16 @@
 runs ``operation(conn)`` and returns its result. Connections are reused (LIFO) and each is
 used by one thread at a time, so one pool serves all threads of a gunicorn worker.
 
+"auth" connections carry only users' simple binds: a bind replaces whatever identity the
+connection had (RFC 4511 §4.2.1), so after a failed or successful bind as one person the
+same connection serves the next person's bind, and it is never used to search. "service"
+connections are bound as the service account when opened and only search.
+
+Processes: idle connections belong to the process that opened them. If the pool is used
+in a child after ``fork`` (a gunicorn worker forked after the app was built), the child
+forgets the inherited connections without touching them (their sockets are shared with
+the parent) and opens its own, and gets fresh locks.
+
 Failure handling: a *reused* connection that fails is dropped and the operation retried
 once on a fresh connection to the same server (the server may just have closed an idle
 connection); a fresh connection that fails counts against the server's circuit breaker and
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +67,7 @@ class ConnectionPool:
         *,
         max_idle_seconds: float = 300.0,
         clock: Callable[[], float] = time.perf_counter,
+        getpid: Callable[[], int] = os.getpid,
     ) -> None:
         self._directory_id = directory_id
         self._factory = factory
@@ -69,6 +81,8 @@ class ConnectionPool:
         )
         self._lock = threading.Lock()
         self._closed = False
+        self._getpid = getpid
+        self._pid = getpid()
 
     @property
     def servers(self) -> ServerSet:
@@ -84,6 +98,8 @@ class ConnectionPool:
         """
         if self._closed:
             raise DirectoryError(DirectoryErrorCode.UNAVAILABLE, f"{self._directory_id}: pool closed")
+        if self._getpid() != self._pid:
+            self._forget_inherited()
         candidates = self._servers.candidates()
         errors: list[str] = []
         try:
@@ -97,6 +113,15 @@ class ConnectionPool:
                 self._servers.release(unused)
         detail = "; ".join(errors) if errors else "every server's circuit is open"
         raise DirectoryError(DirectoryErrorCode.UNAVAILABLE, f"{self._directory_id}: {detail}")
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: drop the parent's idle connections unused (no unbind: the parent
+        still owns them) and replace locks another thread of the parent may have held."""
+        self._lock = threading.Lock()
+        self._idle = collections.defaultdict(collections.deque)
+        self._servers.after_fork()
+        self._pid = self._getpid()
+        log.info("directory %s: connection pool renewed in process %d", self._directory_id, self._pid)
 
     def _run_on(
         self, server: Server, kind: ConnectionKind, operation: Callable[[ldap3.Connection], T], errors: list[str]

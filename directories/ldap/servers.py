@@ -116,6 +116,10 @@ class ServerSet:
                 server.state = CircuitState.OPEN
                 server.opened_at = self._clock()
 
+    def after_fork(self) -> None:
+        """In a forked child: replace the lock (a parent thread may have held it). Returns None."""
+        self._lock = threading.Lock()
+
     def health(self) -> tuple[ServerHealth, ...]:
         """Return a snapshot of every server's health, in configured order."""
         with self._lock:

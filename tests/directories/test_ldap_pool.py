@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import ldap3
 import pytest
 
 from config.ldap_source import LdapSourceConfig
@@ -177,6 +178,22 @@ def test_one_connection_serves_one_thread_at_a_time() -> None:
     assert len(factory.opened) <= 8  # at most one per concurrent thread
 
 
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone() -> None:
+    factory = FakeFactory()
+    pid = [100]
+    pool = ConnectionPool(
+        "newham-ad", factory, ServerSet(URLS, failure_threshold=2, open_seconds=60), 4,  # type: ignore[arg-type]
+        getpid=lambda: pid[0],
+    )
+    parents = pool.run("service", lambda c: c)
+    assert pool.run("service", lambda c: c) is parents
+    pid[0] = 101  # the same pool object, now in a child process after fork
+    child = pool.run("service", lambda c: c)
+    assert child is not parents and len(factory.opened) == 2
+    assert not parents.closed  # no unbind on a socket the parent still uses
+    assert pool.run("service", lambda c: c) is child and pool.idle_count() == 1
+
+
 def test_closed_pool_refuses_work() -> None:
     pool = make_pool(FakeFactory())
     pool.run("service", lambda c: None)
@@ -197,6 +214,7 @@ class RecordingPool:
         self.search_results = search_results
         self.kinds: list[str] = []
         self.bound: list[tuple[str, str]] = []
+        self.resets = 0
         self.servers = ServerSet(URLS, failure_threshold=1, open_seconds=1)
 
     def run(self, kind: str, operation):  # type: ignore[no-untyped-def]
@@ -208,7 +226,13 @@ class RecordingPool:
         class Conn:
             result: dict[str, object] = {}
 
+            closed = False
+
             def bind(self, read_server_info: bool = False) -> bool:
+                if self.authentication == ldap3.ANONYMOUS:  # type: ignore[attr-defined]
+                    pool.resets += 1
+                    self.result = {"result": 0, "description": "success"}
+                    return True
                 pool.bound.append((self.user, self.password))  # type: ignore[attr-defined]
                 self.result = {"result": 49, "description": "invalidCredentials", "message": "data 52e"}
                 return False
@@ -251,6 +275,7 @@ def test_unknown_user_still_costs_one_bind_to_a_dn_not_built_from_input() -> Non
     assert pool.kinds == ["service", "auth"]
     ((dn, password),) = pool.bound
     assert "ghost" not in dn and dn.endswith(",DC=camden,DC=test") and password == "Some-Password-1"
+    assert pool.resets == 1  # as after any refused bind: same round trips as a wrong password
 
 
 def test_ambiguous_username_is_refused() -> None:
