@@ -82,6 +82,7 @@ class Chain:
     current_sp: str | None = None
     initiator: dict[str, str | None] | None = None
     frontchannel: list[str] = dataclasses.field(default_factory=list)
+    return_to: str | None = None  # an OIDC application's verified post-logout redirect (RP-initiated)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -63,6 +63,11 @@ def confirm() -> Response:
 
 def _sign_out(end: EndSessionRequest) -> Response:
     sso = current_session()
+    if sso is not None:
+        from broker.web.saml_idp_views import has_saml_services, start_idp_logout
+
+        if has_saml_services(sso):  # SAML SPs of the session are signed out front-channel first
+            return start_idp_logout(sso, return_to=end.redirect_url(), reason="rp_initiated" if end.client else "user_signout")
     result = services().oidc.end_session(sso, reason="rp_initiated" if end.client else "user_signout", ip=client_ip()) if sso else None
     session.clear()
     frontchannel = result.frontchannel_urls if result else ()

@@ -24,6 +24,7 @@ from broker.sessions import SsoSession
 from broker.web.context import clear_sso_cookie, current_session, services
 from broker.web.security import client_ip
 from broker.web.step_up import park, step_up
+from federation.sources import CallbackSource
 
 bp = Blueprint("saml_idp", __name__)
 BOUNCED = "_bounced"
@@ -118,6 +119,11 @@ def _answer(pending: PendingSaml, sso: SsoSession | None) -> Response:
         return post_to(outcome)
     if isinstance(outcome, LoginNeeded):
         park(pending)  # type: ignore[arg-type] - PendingSaml has to_json and client_id like a parked OIDC request
+        source = services().registry.source(sso.identity.authn.source) if sso is not None else None
+        if isinstance(source, CallbackSource):
+            # ForceAuthn for someone who signed in at an upstream: back to it with ForceAuthn /
+            # prompt=login, at the level they had (an upstream's silent SSO would not be fresh).
+            return redirect(url_for("upstream.step_up", source_id=source.id, min_assurance=int(sso.identity.authn.assurance)))
         return redirect(url_for("login.start"))
     if isinstance(outcome, ObligationDue):
         return _obligation(pending, outcome.error)
@@ -214,10 +220,12 @@ def _end_session(logout: SamlLogout, sid: str, *, initiator: LogoutRequestIn | N
     return logout.start(sid, names, result.frontchannel_urls, initiator)
 
 
-def start_idp_logout(sso: SsoSession) -> Response:
-    """Sign the person out of the broker and of every service in their session (IdP-initiated SLO)."""
+def start_idp_logout(sso: SsoSession, *, return_to: str | None = None, reason: str = "user_signout") -> Response:
+    """Sign the person out of the broker and of every service in their session (IdP-initiated SLO);
+    ``return_to`` is where the last page continues (an OIDC application's verified post-logout URI)."""
     logout = _logout()
-    chain = _end_session(logout, sso.sid, initiator=None, reason="user_signout")
+    chain = _end_session(logout, sso.sid, initiator=None, reason=reason)
+    chain.return_to = return_to
     return clear_sso_cookie(_continue(logout, chain))
 
 
@@ -254,7 +262,7 @@ def _continue(logout: SamlLogout, chain: Chain) -> Response:
         "saml_logged_out.html", title="You are signed out", signed_out=chain.signed_out, failed=chain.failed,
         frontchannel=chain.frontchannel,
         post=final if isinstance(final, PostTo) else None,
-        target=final.url if isinstance(final, RedirectTo) else None,
+        target=final.url if isinstance(final, RedirectTo) else (chain.return_to if final is None else None),
     ))
 
 

@@ -167,3 +167,21 @@ def test_a_logout_response_for_another_request_is_refused(slo_env) -> None:
                                                    sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
     wrong = send(client, {"path": SLO_URL, "form": {"SAMLResponse": base64.b64encode(str(response).encode()).decode()}})
     assert wrong.status_code == 400
+
+
+def test_oidc_rp_initiated_logout_also_signs_out_the_saml_sps(slo_env, receiver) -> None:
+    from tests.support.flask_flow import exchange
+
+    app, services, sps = slo_env
+    client = app.test_client()
+    req_id, message = sps["a"].authn_request()
+    sps["a"].parse(posted_response(sign_in_and_answer(client, send(client, message)))[1]["SAMLResponse"], {req_id: "/"})
+    code, verifier, _ = code_flow(client)
+    id_token = exchange(client, code, verifier).get_json()["id_token"]
+    hop = client.get("/end-session", query_string={"id_token_hint": id_token, "state": "s-1",
+                                                   "post_logout_redirect_uri": "http://127.0.0.1:8001/"})
+    request, final = _answer_logout_request(client, sps["a"], hop)
+    page = final.get_data(as_text=True)
+    assert "<li>Service A</li>" in page and "<li>Hospital Discharge Hub</li>" in page
+    assert 'href="http://127.0.0.1:8001/?state=s-1"' in page, "then back to the application that asked"
+    assert _backchannel(receiver, services)["sid"]
