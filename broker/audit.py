@@ -24,6 +24,7 @@ Records written before sealing existed are lane ``legacy`` and keep their old ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -142,28 +143,41 @@ class AuditLog:
         database's error if the record could not be written (then nothing was written, or
         the lane is abandoned so that its numbering stays gap-free either way).
         """
+        with self.appending(event) as (_, record):
+            pass
+        return record
+
+    @contextlib.contextmanager
+    def appending(self, event: AuditEvent) -> Iterator[tuple[Connection, AuditRecord]]:
+        """Insert ``event``'s record in a new transaction and yield (connection, record), so the
+        caller's own writes commit atomically with it (one commit instead of two).
+
+        If the caller's block raises, nothing is written and the error propagates. Raises as
+        ``append`` does.
+        """
         _refuse_secrets(event.details)
         details = _details_text(event.details)
         actor, client_id, ip = _printable(event.actor), _printable(event.client_id), _printable(event.ip)
         lane = self._take_lane()
         recorded_at = utcnow()
-        mac = self._record_mac(lane.id, lane.next, recorded_at, event.event, event.outcome, actor, client_id, ip, details)
         lane_seq = lane.next
+        mac = self._record_mac(lane.id, lane_seq, recorded_at, event.event, event.outcome, actor, client_id, ip, details)
+        record = AuditRecord(seq=None, recorded_at=recorded_at, event=event.event, outcome=event.outcome, actor=actor,
+                             client_id=client_id, ip=ip, details=json.loads(details), prev_hash=None, hash=None,
+                             lane=lane.id, lane_seq=lane_seq, mac=mac)
         with self._engine.begin() as connection:
             connection.execute(_INSERT, {
                 "lane": lane.id, "lane_seq": lane_seq, "seq": None, "recorded_at": recorded_at, "event": event.event,
                 "outcome": event.outcome, "actor": actor, "client_id": client_id, "ip": ip, "details": details,
                 "mac": mac, "prev_hash": None, "hash": None,
             })
+            yield connection, record
         # Only a committed record advances the lane; after any failure the lane is dropped
         # (the commit's outcome may be unknown), so no number is ever skipped or reused.
         lane.next += 1
         with self._lock:
             self._free.append(lane)
         self._seal_if_due()
-        return AuditRecord(seq=None, recorded_at=recorded_at, event=event.event, outcome=event.outcome, actor=actor,
-                           client_id=client_id, ip=ip, details=json.loads(details), prev_hash=None, hash=None,
-                           lane=lane.id, lane_seq=lane_seq, mac=mac)
 
     def seal(self, *, wait: bool = True) -> int:
         """Link every sealable unsealed record into the chain; return how many were linked.

@@ -137,6 +137,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
         access_token_audience=endpoints.userinfo,
         access_token_lifetime=settings.broker.access_token_lifetime_seconds,
         id_token_lifetime=settings.broker.id_token_lifetime_seconds,
+        audit_log=audit,
     )
 
     def organisation_name(organisation_id: str) -> str | None:

@@ -241,16 +241,20 @@ class TokenEndpoint:
         if values.get("scope"):
             raise OAuthError("invalid_scope", "service tokens carry no scopes; the audience names the service")
         audience = requested_audience(form, client, required=True)
-        response = self._minter.mint(
+        # The token's record and its audit record are written in one commit.
+        return self._minter.mint(
             TokenGrant(client_id=client.client_id, subject_id="", public_subject=client.client_id, sid=None,
                        scopes=frozenset(), nonce=None, auth_time=None, acr=None, amr=(), claims={}, code_hash=None,
                        audience=audience, id_token=False, kind="client"),
             self.alg_for(client),
+            audit=self._issued_event(client, None, "client_credentials", ip, {"audience": list(audience or ())}),
         )
-        self._issued(client, None, "client_credentials", ip, {"audience": list(audience or ())})
-        return response
 
     def _issued(self, client: Client, subject_id: str | None, grant_type: str, ip: str | None, details: dict[str, Any]) -> None:
-        self._audit(AuditEvent("token_issued", "success", actor=subject_id or None, client_id=client.client_id, ip=ip,
-                               details={"grant_type": grant_type, "alg": self.alg_for(client), **details}))
+        self._audit(self._issued_event(client, subject_id, grant_type, ip, details))
+
+    def _issued_event(self, client: Client, subject_id: str | None, grant_type: str, ip: str | None,
+                      details: dict[str, Any]) -> AuditEvent:
+        return AuditEvent("token_issued", "success", actor=subject_id or None, client_id=client.client_id, ip=ip,
+                          details={"grant_type": grant_type, "alg": self.alg_for(client), **details})
 

@@ -55,3 +55,24 @@ def test_unknown_grant_type_is_unsupported(app) -> None:
 def test_missing_grant_type_is_invalid_request(app) -> None:
     response = app.test_client().post("/token", data={"resource": "care-records-api"}, headers=basic("service-a", "SERVICE_A_SECRET"))
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+
+
+def test_the_token_record_and_its_audit_record_are_one_commit(app, services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from broker.oidc import tokens
+    from broker.storage.models import IssuedTokenRow
+
+    client = app.test_client()
+    assert _grant(client, resource="care-records-api").status_code == 200
+    # The next token reuses a jti already recorded: its INSERT fails, so its audit record must not exist either.
+    with services.db() as session:
+        taken = session.execute(select(IssuedTokenRow.jti).where(IssuedTokenRow.kind == "client")).scalar_one()
+    monkeypatch.setattr(tokens.secrets, "token_urlsafe", lambda n=None: taken)
+    assert _grant(client, resource="care-records-api").status_code == 500
+    monkeypatch.undo()
+    issued = [r for r in services.audit.records() if r.event == "token_issued" and r.client_id == "service-a"]
+    with services.db() as session:
+        recorded = session.execute(select(func.count()).select_from(IssuedTokenRow).where(IssuedTokenRow.kind == "client")).scalar_one()
+    assert len(issued) == recorded == 1
+    assert services.audit.verify().ok

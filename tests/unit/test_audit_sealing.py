@@ -354,3 +354,15 @@ def test_a_chain_written_before_the_migration_still_verifies_and_continues(setti
         connection.execute(text("UPDATE audit_records SET actor = 'someone-else' WHERE seq = 2"))
     assert "record 2: content does not match its hash (edited)" in log.verify().problems
     engine.dispose()
+
+
+def test_a_write_that_fails_inside_appending_leaves_neither_record_nor_hole(services) -> None:  # type: ignore[no-untyped-def]
+    log, rows = _fresh_unsealed(services, 1)
+    with pytest.raises(RuntimeError), log.appending(AuditEvent("token_issued", "success", actor="never")) as (connection, _):
+        connection.execute(text("SELECT 1"))
+        raise RuntimeError("the caller's own write failed")
+    assert [r.actor for r in log.records() if r.actor == "never"] == []
+    after = log.append(AuditEvent("token_issued", "success", actor="next"))
+    assert after.lane != rows[0].lane or after.lane_seq == rows[0].lane_seq + 1
+    assert log.verify().ok
+
