@@ -4,14 +4,28 @@ Run from the repository root (``make bench`` runs it too; it is not a test):
 
     .venv/bin/python bench/directories_login_bench.py [--seconds 8] [--clients 8] [--sync-sizes 10000,100000]
 
-1. Sign-in: starts a Samba AD DC (Camden) and an OpenLDAP slapd (Hackney), both served
-   over LDAPS with their own CA, and the broker under gunicorn (``supercloud serve``,
-   one worker per core, 4 threads each) with them as its sources. ``--clients`` concurrent
-   clients (threads over ``--processes`` load-generator processes, each with its own
-   cookie jar) sign in repeatedly on loopback: GET /login, POST /login (email, home-realm
-   discovery), POST /login/password (the directory search + bind, a new SSO session and
-   an audit record). Prints sign-ins per second (and per core of this machine, which also
-   runs the directories and the load generator) and p50/p99 of the password POST.
+1. Sign-in: starts two Samba AD DCs (Camden over LDAPS; Newham over StartTLS with a dead
+   first server URL, so every Newham sign-in runs through failover and its circuit
+   breaker) and an OpenLDAP slapd (Hackney, LDAPS with its own CA), and the broker under
+   gunicorn (``supercloud serve``, one worker per core, 4 threads each) with them as its
+   sources. ``--clients`` concurrent clients (threads over ``--processes`` load-generator
+   processes, each with its own cookie jar) sign in repeatedly on loopback: GET /login,
+   POST /login (email, home-realm discovery), POST /login/password (the directory search
+   + bind, a new SSO session and an audit record). Prints, per directory:
+
+   * sign-ins per second of wall clock, and sign-ins per CPU-second of the broker's
+     gunicorn worker processes (their user + system time from /proc over the run: the
+     "per core" figure, independent of what else the machine runs) with the broker CPU
+     per sign-in (all three requests);
+   * the directory server's CPU per sign-in (Samba or slapd, from /proc) and how busy the
+     whole machine was (cores) with the load average, since the load generator, the
+     directories, PostgreSQL and other work share the same cores;
+   * p50/p99 wall-clock latency of the password POST.
+
+   A first run does only GET /login + POST /login (no password step), so the broker CPU of
+   the password POST alone ("POST ms CPU") is the difference. Every directory is then run
+   again with one client (one sign-in at a time), for latency without queueing: with 8
+   clients on 2 cores the p50 is mostly waiting for a core.
 2. Sync: loads N synthetic people into the slapd with ldap3 (several connections in
    parallel), then times ``DirectorySync`` over LDAPS: a full run reading and mapping
    every account, and an incremental run after 1% of them changed.
@@ -23,8 +37,10 @@ choose), else SQLite. Servers listen on 127.0.201.x and are stopped (by pid) at 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import re
 import secrets
@@ -54,10 +70,13 @@ from tests.peers import samba, slapd  # noqa: E402
 from tests.support.secrets import resolved_secret  # noqa: E402
 
 CAMDEN_ADDRESS = "127.0.201.2"
+NEWHAM_ADDRESS = "127.0.201.3"
+NEWHAM_DEAD_PORT = 1389  # nothing listens there: Newham's first "DC" is down
 HACKNEY_ADDRESS = "127.0.201.4"
 HACKNEY_TLS_NAME = "ldap.hackney.test"
 CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 CAMDEN_USERS = ["asmith@camden.test", "jpatel@camden.test", "jsmith@camden.test", "wrongpw@camden.test"]
+NEWHAM_USERS = ["mokafor@newham.test", "jpatel@newham.test"]
 HACKNEY_USERS = ["rosa.khan@hackney.test", "jay.patel@hackney.test", "ada.admin@hackney.test"]
 
 logging.getLogger("directories.ldap").setLevel(logging.ERROR)
@@ -114,6 +133,14 @@ def camden_source(dc: samba.SambaDC) -> dict[str, object]:
             "pool_size": 16}
 
 
+def newham_source(dc: samba.SambaDC) -> dict[str, object]:
+    return {"type": "active_directory", "id": "newham-ad",
+            "urls": [f"ldap://{dc.address}:{NEWHAM_DEAD_PORT}", f"ldap://{dc.address}:389"], "tls_mode": "starttls",
+            "ca_file": str(dc.ca_file), "tls_server_name": samba.NEWHAM.dc_fqdn, "base_dn": samba.NEWHAM.base_dn,
+            "bind_dn": samba.NEWHAM.user_dn(samba.SERVICE_ACCOUNT), "bind_password": {"env": "BENCH_CAMDEN_PASSWORD"},
+            "connect_timeout_seconds": 1, "failure_threshold": 2, "pool_size": 16}
+
+
 def hackney_source(ca: Path) -> dict[str, object]:
     return {"type": "ldap", "id": "hackney-ldap", "urls": [f"ldaps://{HACKNEY_ADDRESS}:636"], "ca_file": str(ca),
             "tls_server_name": HACKNEY_TLS_NAME, "base_dn": slapd.HACKNEY.suffix, "bind_dn": slapd.HACKNEY.service_dn,
@@ -155,6 +182,7 @@ def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: st
     issuer = f"http://127.0.0.1:{port}"
     organisations = [
         {"id": "camden", "name": "London Borough of Camden", "kind": "borough", "domains": ["camden.test"], "sources": [sources["camden"]]},
+        {"id": "newham", "name": "London Borough of Newham", "kind": "borough", "domains": ["newham.test"], "sources": [sources["newham"]]},
         {"id": "hackney", "name": "London Borough of Hackney", "kind": "borough", "domains": ["hackney.test"], "sources": [sources["hackney"]]},
     ]
     document = {"broker": {"issuer": issuer, "environment": "development", "database_url": db_url,
@@ -181,6 +209,70 @@ def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: st
     raise RuntimeError("the broker did not start")
 
 
+# -- CPU accounting (Linux /proc) ---------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from "state" on (the name may hold spaces)
+
+
+def children(pid: int) -> list[int]:
+    """Return the live child processes of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_cpu(pids: list[int]) -> float:
+    """Return the user + system CPU seconds used so far by ``pids`` (live processes only)."""
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def machine_busy() -> float:
+    """Return the CPU seconds every core of the machine has spent busy since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used by the broker's workers, a directory server and the whole machine over one run."""
+
+    def __init__(self, broker_pid: int, directory_pids: list[int]) -> None:
+        self._workers = children(broker_pid)  # gunicorn workers (the master only supervises)
+        self._directory = directory_pids
+        self._start = (process_cpu(self._workers), process_cpu(self._directory), machine_busy())
+
+    def stop(self) -> tuple[float, float, float]:
+        """Return CPU seconds used since start: (broker workers, directory server, whole machine)."""
+        now = (process_cpu(self._workers), process_cpu(self._directory), machine_busy())
+        return now[0] - self._start[0], now[1] - self._start[1], now[2] - self._start[2]
+
+
+def tree(pid: int) -> list[int]:
+    """Return ``pid`` and all its live descendants."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children(parent)]
+        pids += frontier
+    return pids
+
+
 # -- load --------------------------------------------------------------------------------------
 
 
@@ -202,22 +294,42 @@ def sign_in(http: requests.Session, issuer: str, email: str, password: str) -> f
     return elapsed
 
 
-def load_process(issuer: str, users: list[str], password: str, threads: int, seconds: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """One load-generator process: ``threads`` clients signing in until ``seconds`` pass."""
+def email_step(http: requests.Session, issuer: str, email: str, password: str) -> float:
+    """GET /login and POST the email only (no directory traffic); return that POST's latency in ms."""
+    del password
+    token = CSRF.search(http.get(f"{issuer}/login", timeout=10).text)
+    if token is None:
+        raise RuntimeError("no CSRF token")
+    started = time.perf_counter()
+    first = http.post(f"{issuer}/login", data={"csrf_token": token.group(1), "email": email}, allow_redirects=False, timeout=10)
+    if first.status_code != 302:
+        raise RuntimeError(f"email step answered {first.status_code}")
+    return (time.perf_counter() - started) * 1000
+
+
+def load_process(issuer: str, users: list[str], password: str, threads: int, seconds: float,
+                 queue: multiprocessing.Queue, start: multiprocessing.synchronize.Barrier,  # type: ignore[type-arg]
+                 email_only: bool = False) -> None:
+    """One load-generator process: ``threads`` clients, each warmed up once, then signing in
+    from the moment every client (and the meter) passed ``start`` until ``seconds`` pass."""
+    step = email_step if email_only else sign_in
     samples: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
 
     def client(index: int) -> None:
         http = requests.Session()
-        sign_in(http, issuer, users[index % len(users)], password)  # warm-up, not counted
+        try:
+            step(http, issuer, users[index % len(users)], password)  # warm-up, not counted
+        finally:
+            start.wait()
+        stop = time.monotonic() + seconds
         mine: list[float] = []
         n = index
         while time.monotonic() < stop:
             http.cookies.clear()
             try:
-                mine.append(sign_in(http, issuer, users[n % len(users)], password))
+                mine.append(step(http, issuer, users[n % len(users)], password))
             except (RuntimeError, requests.RequestException):
                 with lock:
                     errors[0] += 1
@@ -238,20 +350,42 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def run_load(issuer: str, users: list[str], password: str, clients: int, processes: int, seconds: float) -> tuple[int, int, float, list[float]]:
-    """Return (sign-ins, errors, wall seconds, password POST latencies)."""
+@dataclasses.dataclass
+class LoadResult:
+    """One load run: counts, wall time, latencies and the CPU it cost."""
+
+    n: int
+    errors: int
+    wall: float
+    samples: list[float]
+    broker_cpu: float
+    directory_cpu: float
+    machine_cpu: float
+    load_average: float
+
+
+def run_load(issuer: str, broker_pid: int, directory_pids: list[int], users: list[str], password: str, clients: int,
+             processes: int, seconds: float, email_only: bool = False) -> LoadResult:
+    """Run ``clients`` clients for ``seconds`` after their warm-up; return what it took."""
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
-    started = time.perf_counter()
-    procs = [multiprocessing.Process(target=load_process, args=(issuer, users, password, n, seconds, queue)) for n in per if n]
+    start = multiprocessing.Barrier(sum(per) + 1)
+    procs = [multiprocessing.Process(target=load_process, args=(issuer, users, password, n, seconds, queue, start, email_only))
+             for n in per if n]
     for proc in procs:
         proc.start()
+    start.wait(timeout=60)
+    meter = CpuMeter(broker_pid, directory_pids)
+    started = time.perf_counter()
     results = [queue.get() for _ in procs]
+    wall = time.perf_counter() - started
+    broker_cpu, directory_cpu, machine_cpu = meter.stop()
+    load_average = os.getloadavg()[0]
     for proc in procs:
         proc.join()
-    wall = time.perf_counter() - started
     samples = [s for r in results for s in r[0]]
-    return len(samples), sum(r[1] for r in results), wall, samples
+    return LoadResult(len(samples), sum(r[1] for r in results), wall, samples, broker_cpu, directory_cpu, machine_cpu,
+                      load_average)
 
 
 # -- sync --------------------------------------------------------------------------------------
@@ -333,6 +467,7 @@ def sync_bench(ca: Path, sizes: list[int]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="load duration per directory")
+    parser.add_argument("--latency-seconds", type=float, default=3.0, help="duration of the one-client runs")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (bounded)")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers")
@@ -344,26 +479,49 @@ def main() -> int:
         return 2
     folder = Path(tempfile.mkdtemp(prefix="directories-login-bench-"))
     dc = samba.start_samba_dc(samba.CAMDEN, CAMDEN_ADDRESS, folder / "samba")
+    newham: samba.SambaDC | None = None
     ldap_process: subprocess.Popen[bytes] | None = None
     broker: subprocess.Popen[bytes] | None = None
     cleanup: Callable[[], None] = lambda: None
     try:
+        newham = samba.start_samba_dc(samba.NEWHAM, NEWHAM_ADDRESS, folder / "samba-newham")
         ldap_process, ca = start_slapd_tls(HACKNEY_ADDRESS, folder / "slapd")
         db_url, cleanup = database_url(args.database_url, folder)
-        issuer, broker = start_broker(folder, {"camden": camden_source(dc), "hackney": hackney_source(ca)}, db_url, args.workers)
+        sources = {"camden": camden_source(dc), "newham": newham_source(newham), "hackney": hackney_source(ca)}
+        issuer, broker = start_broker(folder, sources, db_url, args.workers)
         cores = os.cpu_count() or 1
         print(f"broker: gunicorn {args.workers} workers x 4 threads; database {db_url.split(':')[0]}; "
-              f"{args.clients} clients in {args.processes} processes; {cores} cores shared by everything")
-        print(f"{'sign-in (login POST)':28} {'n':>6} {'err':>4} {'per s':>7} {'per s/core':>10} {'p50 ms':>7} {'p99 ms':>7}")
-        for label, users, password in (("Camden AD (Samba), LDAPS", CAMDEN_USERS, samba.CAMDEN_PASSWORD),
-                                       ("Hackney OpenLDAP, LDAPS", HACKNEY_USERS, slapd.HACKNEY_PASSWORD)):
-            n, errors, wall, samples = run_load(issuer, users, password, args.clients, args.processes, args.seconds)
-            if not samples:
-                print(f"{label:28} no successful sign-in ({errors} errors); see {folder / 'broker.log'}")
-                continue
-            rate = n / wall
-            print(f"{label:28} {n:>6} {errors:>4} {rate:>7.0f} {rate / cores:>10.0f} "
-                  f"{statistics.median(samples):>7.1f} {percentile(samples, 99):>7.1f}")
+              f"{args.clients} clients in {args.processes} processes; {cores} cores shared with the directories, "
+              f"the database, the load generator and anything else running (load average before: "
+              f"{os.getloadavg()[0]:.2f})")
+        print("sign-in = GET /login + POST /login (email) + POST /login/password; CPU from /proc over each run")
+        directories = (("Camden AD (Samba), LDAPS", CAMDEN_USERS, samba.CAMDEN_PASSWORD, tree(dc.process.pid)),
+                       ("Newham AD failover, StartTLS", NEWHAM_USERS, samba.NEWHAM_PASSWORD, tree(newham.process.pid)),
+                       ("Hackney OpenLDAP, LDAPS", HACKNEY_USERS, slapd.HACKNEY_PASSWORD, [ldap_process.pid]))
+        email = run_load(issuer, broker.pid, [], HACKNEY_USERS, "", args.clients, args.processes, args.seconds, True)
+        email_cpu_ms = email.broker_cpu / max(email.n, 1) * 1000
+        for clients, processes in ((args.clients, args.processes), (1, 1)):
+            print(f"\n{clients} client(s) at a time" + (" (one sign-in at a time: no queueing)" if clients == 1 else ""))
+            print(f"{'sign-in':30} {'n':>5} {'err':>3} {'per s':>6} {'per broker':>10} {'broker':>7} {'POST':>7} "
+                  f"{'dir':>7} {'p50 ms':>7} {'p99 ms':>7} {'machine':>8} {'load':>5}")
+            print(f"{'':30} {'':>5} {'':>3} {'(wall)':>6} {'CPU-s':>10} {'ms CPU':>7} {'ms CPU':>7} {'ms CPU':>7} "
+                  f"{'(POST)':>7} {'(POST)':>7} {'busy':>8} {'avg':>5}")
+            for label, users, password, directory_pids in directories:
+                result = run_load(issuer, broker.pid, directory_pids, users, password, clients, processes,
+                                  args.seconds if clients > 1 else args.latency_seconds)
+                if not result.samples:
+                    print(f"{label:30} no successful sign-in ({result.errors} errors); see {folder / 'broker.log'}")
+                    continue
+                n, cpu_ms = result.n, result.broker_cpu / result.n * 1000
+                print(f"{label:30} {n:>5} {result.errors:>3} {n / result.wall:>6.0f} {n / result.broker_cpu:>10.0f} "
+                      f"{cpu_ms:>7.2f} {cpu_ms - email_cpu_ms:>7.2f} {result.directory_cpu / n * 1000:>7.2f} "
+                      f"{statistics.median(result.samples):>7.1f} {percentile(result.samples, 99):>7.1f} "
+                      f"{result.machine_cpu / result.wall:>8.2f} {result.load_average:>5.2f}")
+        print(f"\nper broker CPU-s: sign-ins per CPU-second of the gunicorn workers (the per-core figure). POST ms CPU: "
+              f"the password POST alone, i.e. broker ms CPU minus the {email_cpu_ms:.2f} ms of GET /login + email POST "
+              f"({email.n} of them measured with {args.clients} clients, p50 of the email POST "
+              f"{statistics.median(email.samples) if email.samples else float('nan'):.1f} ms). dir ms CPU: the "
+              f"directory server's processes. machine busy: cores in use on the whole machine (of {cores}).")
         broker.terminate()
         broker.wait(timeout=15)
         broker = None
@@ -377,6 +535,8 @@ def main() -> int:
                 broker.kill()
         if ldap_process is not None:
             samba.stop_process(ldap_process)
+        if newham is not None:
+            newham.stop()
         dc.stop()
         cleanup()
     return 0
