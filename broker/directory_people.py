@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.storage.models import AccountLinkRow, DirectoryPersonRow, DirectorySyncStateRow, SubjectRow
@@ -158,33 +158,37 @@ class DirectoryPeople:
             ).scalars()
             return [object_id for object_id in stored if object_id not in seen]
 
-    def mark_access_ended(self, organisation: str, directory_id: str, object_id: str, *, now: dt.datetime) -> None:
-        """Record that the person's access was ended (so the next sync does not end it again)."""
+    def mark_access_ended(self, organisation: str, directory_id: str, object_ids: Iterable[str], *, now: dt.datetime) -> None:
+        """Record that these people's access was ended (so the next sync does not end it again)."""
+        wanted = list(dict.fromkeys(object_ids))
         with self._sessions.begin() as session:
-            row = session.execute(
-                select(DirectoryPersonRow).where(
-                    DirectoryPersonRow.organisation == organisation,
-                    DirectoryPersonRow.directory_id == directory_id,
-                    DirectoryPersonRow.object_id == object_id,
+            for start in range(0, len(wanted), 500):
+                session.execute(
+                    update(DirectoryPersonRow)
+                    .where(
+                        DirectoryPersonRow.organisation == organisation,
+                        DirectoryPersonRow.directory_id == directory_id,
+                        DirectoryPersonRow.object_id.in_(wanted[start:start + 500]),
+                    )
+                    .values(access_ended_at=now)
                 )
-            ).scalar_one_or_none()
-            if row is not None:
-                row.access_ended_at = now
 
-    def subject_of(self, issuer: str, object_id: str) -> str | None:
-        """Return the broker subject of a directory account (the linked person's, if linked), or None.
-
-        Never creates one: a person who never signed in has no sessions to end.
-        """
+    def subjects_of(self, issuer: str, object_ids: Iterable[str]) -> dict[str, str]:
+        """Return {object id: broker subject} for the directory accounts that have one (the linked
+        person's, if linked). Never creates one: a person who never signed in has no sessions."""
+        wanted = list(dict.fromkeys(object_ids))
+        found: dict[str, str] = {}
         with self._sessions() as session:
-            linked = session.execute(
-                select(AccountLinkRow.subject_id).where(AccountLinkRow.issuer == issuer, AccountLinkRow.subject == object_id)
-            ).scalar_one_or_none()
-            if linked is not None:
-                return linked
-            return session.execute(
-                select(SubjectRow.id).where(SubjectRow.issuer == issuer, SubjectRow.subject == object_id)
-            ).scalar_one_or_none()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                found.update((subject, subject_id) for subject, subject_id in session.execute(
+                    select(SubjectRow.subject, SubjectRow.id).where(SubjectRow.issuer == issuer, SubjectRow.subject.in_(chunk))
+                ).all())
+                found.update((subject, subject_id) for subject, subject_id in session.execute(  # a link wins
+                    select(AccountLinkRow.subject, AccountLinkRow.subject_id)
+                    .where(AccountLinkRow.issuer == issuer, AccountLinkRow.subject.in_(chunk))
+                ).all())
+        return found
 
     def people(self, organisation: str, *, include_deleted: bool = False) -> list[DirectoryPerson]:
         """Return ``organisation``'s stored people, ordered by directory and username."""

@@ -170,14 +170,14 @@ class DirectorySyncService:
         report.deleted = len(deleted)
         leavers += [d for d in deleted if d.leaver]
         report.disabled = sum(1 for c in leavers if c.status != DELETED)
-        issuer = directory_issuer(directory_id)
+        subjects = self._people.subjects_of(directory_issuer(directory_id), [c.object_id for c in leavers])
         for change in leavers:
-            subject_id = self._people.subject_of(issuer, change.object_id)
+            subject_id = subjects.get(change.object_id)
             if subject_id is not None:
                 reason = f"leaver: {directory_id}: account {change.status} (directory sync)"
                 report.sessions_ended += self._end_sessions(subject_id, reason)
-            self._people.mark_access_ended(org, directory_id, change.object_id, now=now)
             report.leavers += 1
+        self._people.mark_access_ended(org, directory_id, [c.object_id for c in leavers], now=now)
         self._people.save_cursor(org, directory_id, result.cursor.to_json() if result.cursor else None,
                                  full=result.full, now=now)
 

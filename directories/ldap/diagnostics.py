@@ -25,6 +25,7 @@ import re
 import socket
 import ssl
 import time
+import warnings
 from urllib.parse import urlsplit
 
 import ldap3
@@ -246,7 +247,17 @@ def _reason(error: str) -> str:
 
 
 def _describe(der: bytes) -> str:
-    cert = x509.load_der_x509_certificate(der)
+    """Return "a certificate for <names> issued by <CA>, valid until|expired on <date>"."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Samba's own CA makes negative serial numbers
+            cert = x509.load_der_x509_certificate(der)
+        return _describe_certificate(cert)
+    except ValueError:
+        return "a certificate that cannot be parsed"
+
+
+def _describe_certificate(cert: x509.Certificate) -> str:
     names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
         san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
@@ -256,6 +267,6 @@ def _describe(der: bytes) -> str:
         pass
     issuer = ", ".join(str(a.value) for a in cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)) or cert.issuer.rfc4514_string()
     expires = cert.not_valid_after_utc
-    state = "expired" if expires < dt.datetime.now(dt.UTC) else "valid"
+    state = "expired on" if expires < dt.datetime.now(dt.UTC) else "valid until"
     return (f"a certificate for {', '.join(dict.fromkeys(names)) or cert.subject.rfc4514_string()} issued by {issuer}, "
-            f"{state} until {expires:%Y-%m-%d %H:%M} UTC")
+            f"{state} {expires:%Y-%m-%d %H:%M} UTC")

@@ -3,11 +3,20 @@ saying exactly what is wrong (and never printing a password)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import socket
+import ssl
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from broker.cli import cli
 from tests.directories.broker_peers import (
@@ -132,3 +141,79 @@ def test_an_unknown_organisation_or_one_without_a_directory_is_refused(run_test)
     assert result.exit_code != 0 and "no organisation 'atlantis' in the configuration" in result.output
     result, lines = run_test({}, organisation="nhs")
     assert result.exit_code != 0 and "nhs has no LDAP or Active Directory directory" in result.output
+
+
+class ExpiredTlsServer:
+    """A TLS endpoint on loopback presenting an expired certificate from its own CA (what an
+    LDAPS port whose certificate nobody renewed looks like to a client: the handshake fails
+    before any LDAP is spoken)."""
+
+    def __init__(self, folder: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Camden Test Issuing CA")])
+        now = dt.datetime.now(dt.UTC)
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=30))
+              .not_valid_after(now + dt.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+        leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, EXPIRED_NAME)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=20)).not_valid_after(now - dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(EXPIRED_NAME)]), critical=False)
+                .sign(key, hashes.SHA256()))
+        self.ca_file = folder / "expired-ca.pem"
+        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        chain, key_file = folder / "expired-cert.pem", folder / "expired-key.pem"
+        chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(chain, key_file)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(2)
+                with self._context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+EXPIRED_NAME = "dc-expired.camden.test"
+
+
+def test_an_expired_certificate_is_named(run_test, tmp_path: Path) -> None:
+    server = ExpiredTlsServer(tmp_path)
+    try:
+        url = f"ldaps://127.0.0.1:{server.port}"
+        result, lines = run_test({"urls": [url], "ca_file": str(server.ca_file), "tls_server_name": EXPIRED_NAME})
+    finally:
+        server.close()
+    assert result.exit_code == 1
+    failed = line(lines, f"✗ TLS {url}:")
+    assert failed.startswith(f"✗ TLS {url}: the server's certificate has expired (certificate verify failed: certificate has expired)")
+    assert f"the server showed a certificate for {EXPIRED_NAME} issued by Camden Test Issuing CA, expired on " in failed
+
+
+def test_starttls_directory_with_its_first_dc_down(run_test, samba_newham: SambaDC) -> None:
+    result, lines = run_test({}, "--user", "mokafor@newham.test", organisation="newham")
+    assert result.exit_code == 1  # the first URL of Newham's configuration has nothing listening
+    assert lines[0] == "newham-ad (active_directory, starttls)"
+    assert line(lines, f"✗ connect ldap://{samba_newham.address}:{DEAD_PORT}:")
+    tls = line(lines, f"✓ TLS ldap://{samba_newham.address}:389:")
+    assert "(starttls)" in tls and "trusted, issued for dc-newham.newham.test" in tls
+    assert "Discharge Coordinators" in line(lines, "✓ groups:") and "Hospital Discharge Team" in line(lines, "✓ groups:")

@@ -101,3 +101,21 @@ def test_circuit_breaker_recovers_when_the_first_dc_comes_back(
     newham.authenticate("mokafor", NEWHAM_PASSWORD)  # half-open trial on the first DC, which answers
     first = newham.health()[0]
     assert first.state is CircuitState.CLOSED and first.total_successes > successes
+
+
+def test_an_incremental_sync_answered_by_the_other_dc_runs_in_full(
+    samba_newham: SambaDC, samba_newham_dc2: SambaDC, build  # type: ignore[no-untyped-def]
+) -> None:
+    from directories.ldap.sync import DirectorySync
+
+    dc1 = build(newham_settings(samba_newham, urls=(f"ldap://{samba_newham.address}:389",)))
+    dc2 = build(newham_settings(samba_newham, urls=(f"ldap://{samba_newham_dc2.address}:389",)))
+    seen: list[str] = []
+    first = DirectorySync(dc1).run(lambda page: seen.extend(r.object_id for r in page))
+    assert first.full and first.cursor is not None and first.cursor.server.endswith(f"{samba_newham.address}:389")
+    on_dc1 = DirectorySync(dc1).run(lambda page: None, first.cursor)
+    assert not on_dc1.full  # same DC: its USNs continue
+    again: list[str] = []
+    on_dc2 = DirectorySync(dc2).run(lambda page: again.extend(r.object_id for r in page), first.cursor)
+    assert on_dc2.full and set(seen) <= set(again)  # USNs are per DC: everyone is read again
+    assert on_dc2.cursor is not None and on_dc2.cursor.server.endswith(f"{samba_newham_dc2.address}:389")
