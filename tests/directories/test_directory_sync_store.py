@@ -4,7 +4,9 @@ refresh tokens at the next sync — Samba AD (Camden) and OpenLDAP (Hackney)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import ldap3
@@ -16,6 +18,7 @@ from broker.cli import cli
 from broker.directory_people import DirectoryPeople
 from broker.directory_sync import DirectorySyncService
 from broker.storage.models import DirectoryPersonRow
+from federation import jose
 from tests.directories.broker_peers import (
     admin_connection,
     camden_source,
@@ -27,7 +30,9 @@ from tests.directories.broker_peers import (
 from tests.directories.test_broker_directory_signin import build_app, records
 from tests.directories.test_leavers import PASSWORD, refresh, signed_in_with_tokens, sso_reuse
 from tests.peers.samba import SambaDC
+from tests.oidc.conftest import LogoutReceiver
 from tests.peers.slapd import HACKNEY, SlapdServer
+from tests.support.settings import TEST_CLIENT_ID
 
 pytestmark = [pytest.mark.peer("samba"), pytest.mark.peer("slapd")]
 
@@ -35,8 +40,20 @@ NO_RECHECK = 3600  # the live re-check would not look again within the test: onl
 
 
 @pytest.fixture
-def sync_app(settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer):  # type: ignore[no-untyped-def]
-    """(app, services, sync service, config path) with the boroughs' real directories."""
+def receiver() -> Iterator[LogoutReceiver]:
+    """An application's back-channel logout endpoint (a real HTTP server on loopback)."""
+    server = LogoutReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sync_app(settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer,  # type: ignore[no-untyped-def]
+             receiver: LogoutReceiver, monkeypatch: pytest.MonkeyPatch):
+    """(app, services, sync service) with the boroughs' real directories; the application
+    registered a back-channel logout URI."""
+    document = settings_factory.document
+    monkeypatch.setattr(settings_factory, "document", lambda **kw: _with_backchannel(document(**kw), receiver.url))
     app, services = build_app(
         settings_factory,
         camden_source(samba_camden, status_recheck_seconds=NO_RECHECK),
@@ -50,6 +67,25 @@ def sync_app(settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, sla
     )
     yield app, services, sync
     services.engine.dispose()
+
+
+def _with_backchannel(document: dict[str, Any], url: str) -> dict[str, Any]:
+    document["applications"][0]["backchannel_logout_uri"] = f"{url}/backchannel"
+    return document
+
+
+def logout_tokens(services, receiver: LogoutReceiver, expected: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Return the claims of the logout tokens the application received (waits up to 20 s for ``expected``)."""
+    deadline = time.monotonic() + 20
+    while len(receiver.received) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [jose.verify(post["logout_token"], services.keyring.verification_keys(), audience=TEST_CLIENT_ID,
+                        issuer=services.settings.broker.issuer, typ="logout+jwt") for post in receiver.received]
+
+
+def id_token_sid(services, id_token: str) -> str:  # type: ignore[no-untyped-def]
+    return jose.verify(id_token, services.keyring.verification_keys(), audience=TEST_CLIENT_ID,
+                       issuer=services.settings.broker.issuer)["sid"]
 
 
 def stored(services, organisation: str) -> dict[str, DirectoryPersonRow]:  # type: ignore[no-untyped-def]
@@ -68,7 +104,7 @@ def _ad_dn(dc: SambaDC, upn: str) -> str:
     return f"CN={upn.split('@')[0]},CN=Users,{dc.spec.base_dn}"
 
 
-def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_camden: SambaDC) -> None:
+def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_camden: SambaDC, receiver: LogoutReceiver) -> None:
     app, services, sync = sync_app
     first = one(sync.sync("camden"))
     assert first.full and first.read >= 9 and first.new == first.read and first.leavers >= 1
@@ -107,6 +143,8 @@ def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_cam
     assert third.deletions_checked and third.deleted == 1 and third.leavers == 2 and third.sessions_ended == 2
     assert stored(services, "camden")[deleted].status == "deleted"
 
+    sids = {claims["sid"] for claims in logout_tokens(services, receiver, 2)}  # the application was told, by back-channel
+    assert sids == {id_token_sid(services, tokens[email][1]["id_token"]) for email in (leaver, deleted)}
     for email in (leaver, deleted):  # their live session and refresh token are gone
         client, issued = tokens[email]
         assert refresh(client, issued["refresh_token"]).status_code == 400
