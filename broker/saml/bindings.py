@@ -68,7 +68,11 @@ def decode_redirect(raw_query: bytes) -> InboundMessage:
     over-long document or RelayState.
     """
     raw: dict[str, str] = {}
-    for part in raw_query.decode("ascii", errors="strict").split("&") if raw_query else []:
+    try:
+        query = raw_query.decode("ascii")
+    except UnicodeDecodeError:
+        raise BindingError("the query string is not URL-encoded ASCII") from None
+    for part in query.split("&") if query else []:
         name, _, value = part.partition("=")
         if name in raw:
             raise BindingError(f"the parameter {name} is repeated")

@@ -275,6 +275,8 @@ class SamlIdp:
         """Return the SP of ``pending``. Raises RequestRefused if it was removed meanwhile."""
         sp = self.providers.get(pending.sp_entity_id)
         if sp is None or pending.acs_url not in {e.location for e in sp.metadata.assertion_consumers}:
+            self._audit(AuditEvent("saml_authn_request", "failure", client_id=pending.sp_entity_id[:128],
+                                   details={"reason": "the service or its ACS was removed while the person signed in"}))
             raise RequestRefused("the service is no longer registered at this address", sp=pending.sp_entity_id)
         return sp
 

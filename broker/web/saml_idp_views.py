@@ -114,7 +114,10 @@ def _same_site(relay: str, acs_url: str) -> bool:
 
 
 def _answer(pending: PendingSaml, sso: SsoSession | None) -> Response:
-    outcome = idp().answer(pending, sso, ip=client_ip())
+    try:
+        outcome = idp().answer(pending, sso, ip=client_ip())
+    except RequestRefused as exc:
+        raise _refused(exc.reason) from None
     if isinstance(outcome, PostTo):
         return post_to(outcome)
     if isinstance(outcome, LoginNeeded):
@@ -136,7 +139,10 @@ def _obligation(pending: PendingSaml, error: ObligationPending) -> Response:
     except StepUpRequired:
         # A level the person cannot reach here (AAL3 without a capable upstream): the SP is told.
         session.pop("pending_authorization", None)
-        return post_to(idp().no_authn_context(pending, ip=client_ip()))
+        try:
+            return post_to(idp().no_authn_context(pending, ip=client_ip()))
+        except RequestRefused as exc:
+            raise _refused(exc.reason) from None
 
 
 def resume_parked(value: dict, sso: SsoSession) -> Response:

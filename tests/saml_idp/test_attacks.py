@@ -187,3 +187,10 @@ def test_garbage_and_xxe_are_refused(saml_env) -> None:
     encoded = quote(base64.b64encode(deflater.compress(xxe) + deflater.flush()).decode(), safe="")
     _assert_refused(app.test_client().get(f"/saml/sso?SAMLRequest={encoded}"), services, "DTD")
     _assert_refused(app.test_client().get("/saml/sso?SAMLRequest=not-base64!!"), services, "base64")
+
+
+def test_a_query_string_that_is_not_url_encoded_is_refused(saml_env) -> None:
+    app, services, _ = saml_env
+    response = app.test_client().get("/saml/sso", query_string=b"SAMLRequest=\xff\xfe")
+    assert response.status_code == 400
+    assert "not URL-encoded ASCII" in _refusals(services)[-1]

@@ -83,3 +83,67 @@ def test_metadata_is_signed_and_lists_current_and_next_keys(saml_env) -> None:
     services.saml_idp._metadata = None  # noqa: SLF001 - nor for the metadata cache
     rotated = services.saml_idp.credentials.published()
     assert rotated[0].kid == published[1].kid
+
+
+def test_short_validity_audience_and_one_time_use_on_request(settings_factory, sps) -> None:
+    import datetime as dt
+
+    from tests.saml_idp.conftest import build_env
+
+    app, _, sps = build_env(settings_factory, sps, plain={"one_time_use": True, "assertion_lifetime_seconds": 120})
+    client = app.test_client()
+    req_id, message = sps["plain"].authn_request()
+    acs, fields = posted_response(sign_in_and_answer(client, send(client, message)))
+    xml = decode_response(fields)
+    assert "<saml:OneTimeUse/>" in xml
+    parsed = sps["plain"].parse(fields["SAMLResponse"], {req_id: "/"})
+    conditions = parsed.assertion.conditions
+    not_after = dt.datetime.fromisoformat(conditions.not_on_or_after.replace("Z", "+00:00"))
+    assert not_after - dt.datetime.now(dt.UTC) <= dt.timedelta(seconds=120)
+    assert conditions.audience_restriction[0].audience[0].text == sps["plain"].entity_id
+    # Without one_time_use the condition is absent.
+    req_id, message = sps["a"].authn_request()
+    assert "OneTimeUse" not in sps["a"].parse(posted_response(send(client, message))[1]["SAMLResponse"],
+                                              {req_id: "/"}).assertion.conditions.to_string().decode()
+
+
+def test_signing_follows_the_sps_choice(settings_factory, sps) -> None:
+    from tests.saml_idp.conftest import build_env
+
+    app, _, sps = build_env(settings_factory, sps, plain={"sign_response": False})
+    client = app.test_client()
+    req_id, message = sps["plain"].authn_request()
+    xml = decode_response(posted_response(sign_in_and_answer(client, send(client, message)))[1])
+    response_part, assertion_part = xml.split("<saml:Assertion", 1)
+    assert "<ds:Signature" not in response_part, "the response itself is not signed, as configured"
+    assert "<ds:Signature" in assertion_part and "rsa-sha256" in assertion_part
+
+
+def test_metadata_is_refreshed_from_its_file(settings_factory, sps) -> None:
+    from sqlalchemy import update
+
+    from broker.storage.models import SamlServiceProviderRow
+    from broker.storage.types import utcnow
+    from tests.saml_idp.conftest import build_env
+
+    app, services, sps = build_env(settings_factory, sps, a={"metadata": {"file": str(sps["a"].metadata_file),
+                                                                          "refresh_seconds": 60}})
+    sp = sps["a"]
+    client = app.test_client()
+    req_id, message = sp.authn_request()
+    posted_response(sign_in_and_answer(client, send(client, message)))
+    # The SP publishes a second ACS; once the refresh is due the broker answers there.
+    new_acs = "http://a.sp.test/acs2"
+    text = sp.metadata_file.read_text()
+    marker = text.index("<ns0:AssertionConsumerService") if "<ns0:AssertionConsumerService" in text else text.index("AssertionConsumerService") - 4
+    element = text[marker:text.index(">", marker) + 1]
+    sp.metadata_file.write_text(text.replace(element, element + element.replace(sp.acs, new_acs).replace('index="1"', 'index="2"'), 1))
+    _, message = sp.authn_request(assertion_consumer_service_url=new_acs)
+    assert send(client, message).status_code == 400, "not before the refresh is due"
+    import datetime as dt
+
+    with services.db.begin() as session:
+        session.execute(update(SamlServiceProviderRow).values(updated_at=utcnow() - dt.timedelta(seconds=61)))
+    _, message = sp.authn_request(assertion_consumer_service_url=new_acs)
+    acs, _ = posted_response(send(client, message))
+    assert acs == new_acs
