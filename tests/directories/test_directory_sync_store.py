@@ -212,6 +212,18 @@ def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: Sl
 
         again = one(sync.sync("hackney"))
         assert (again.new, again.leavers, again.sessions_ended) == (0, 0, 0)
+
+        time.sleep(1.1)  # modifyTimestamp has one-second resolution
+        locked_dn = HACKNEY.person_dn(uids["locked"])
+        assert admin.modify(locked_dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_DELETE, [])]}), admin.result
+        unlocked = one(sync.sync("hackney"))  # re-enabled: active again, and a later lock counts again
+        assert unlocked.changed == 1 and unlocked.leavers == 0
+        person = stored(services, "hackney")[emails["locked"]]
+        assert person.status == "active" and person.access_ended_at is None
+        time.sleep(1.1)
+        assert admin.modify(locked_dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, ["000001010000Z"])]})
+        relocked = one(sync.sync("hackney"))
+        assert relocked.leavers == 1 and relocked.disabled == 1
     finally:
         for uid in uids.values():
             admin.delete(HACKNEY.person_dn(uid))
