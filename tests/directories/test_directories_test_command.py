@@ -217,3 +217,12 @@ def test_starttls_directory_with_its_first_dc_down(run_test, samba_newham: Samba
     tls = line(lines, f"✓ TLS ldap://{samba_newham.address}:389:")
     assert "(starttls)" in tls and "trusted, issued for dc-newham.newham.test" in tls
     assert "Discharge Coordinators" in line(lines, "✓ groups:") and "Hospital Discharge Team" in line(lines, "✓ groups:")
+
+
+def test_a_server_that_accepts_but_never_answers_is_named(run_test, hung_server: str) -> None:
+    url = hung_server.replace("ldap://", "ldaps://")
+    result, lines = run_test({"urls": [url], "response_timeout_seconds": 1})
+    assert result.exit_code == 1
+    assert line(lines, f"✓ connect {url}:")  # TCP is accepted ...
+    failed = line(lines, f"✗ TLS {url}:")  # ... but nothing answers the handshake
+    assert failed.startswith(f"✗ TLS {url}: no TLS session could be set up") and "timed out" in failed
