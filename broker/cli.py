@@ -96,14 +96,20 @@ def keys_init(ctx: click.Context) -> None:
 @click.option("--if-due", "if_due", is_flag=True, help="rotate only keys that have signed longer than --max-age-days (for cron)")
 @click.option("--max-age-days", type=click.IntRange(1, 3650), default=90, show_default=True,
               envvar="SUPERCLOUD_KEY_MAX_AGE_DAYS", help="the longest a key signs before --if-due rotates it")
+@click.option("--saml-sp", "saml_sp", help="rotate this upstream SAML source's generated SP keys (--if-due: all that are due)")
 @click.pass_context
-def keys_rotate(ctx: click.Context, alg: str | None, if_due: bool, max_age_days: int) -> None:
+def keys_rotate(ctx: click.Context, alg: str | None, if_due: bool, max_age_days: int, saml_sp: str | None) -> None:
     """Promote the next key to current; the old current stays published as previous."""
     import datetime as dt
 
     from broker.audit import AuditEvent
+    from broker.sp_key_rotation import rotate_due_sp_keys, rotate_sp_keys
 
     services = _services(ctx)
+    if saml_sp and not if_due:
+        for line in _guard(lambda: rotate_sp_keys(services, saml_sp, actor="cli")):
+            click.echo(line)
+        return
     if not if_due:
         if alg is None:
             raise click.UsageError("--alg is required unless --if-due is given")
@@ -119,6 +125,8 @@ def keys_rotate(ctx: click.Context, alg: str | None, if_due: bool, max_age_days:
         services.audit.append(AuditEvent("keys_rotated", "success", actor="schedule",
                                          details={"alg": name, "current": rotated, "max_age_days": max_age_days}))
         click.echo(f"{name}: current key is now {rotated}")
+    for line in _guard(lambda: rotate_due_sp_keys(services, max_age_days)):
+        click.echo(line)
 
 
 @cli.group("clients")

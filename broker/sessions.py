@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,14 +116,21 @@ class SsoSessions:
                 ).scalars()
             )
 
-    def end(self, sid: str, reason: str) -> bool:
-        """End the session ``sid``; return True if it was live."""
+    def end(self, sid: str, reason: str, *, also: Callable[[Session, str], None] | None = None) -> bool:
+        """End the session ``sid``; return True if it was live.
+
+        ``also(session, subject_id)`` runs in the same transaction when this call ended it (the
+        back-channel outbox is written there: ended and to-be-notified commit together or not at all).
+        """
         with self._sessions.begin() as session:
             result = session.execute(
                 update(SsoSessionRow)
                 .where(SsoSessionRow.sid == sid, SsoSessionRow.ended_at.is_(None))
                 .values(ended_at=utcnow(), end_reason=reason)
             )
+            if result.rowcount and also is not None:
+                subject_id = session.execute(select(SsoSessionRow.subject_id).where(SsoSessionRow.sid == sid)).scalar_one()
+                also(session, subject_id)
         return bool(result.rowcount)
 
 

@@ -13,6 +13,17 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.client_metadata import (  # noqa: F401  (re-exported: the grant names and URI rules live there)
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE,
+    ClientMetadata,
+    GrantType,
+    TokenEndpointAuthMethod,
+    check_absolute_url,
+    is_loopback,
+)
 from config.ldap_source import LdapSourceConfig
 from config.oidc_source import OidcSourceConfig
 from config.saml_source import SamlSourceConfig
@@ -21,31 +32,8 @@ from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def is_loopback(url: str) -> bool:
-    """Return True if ``url``'s host is a loopback name or address (127.0.0.0/8, ::1)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
-def check_absolute_url(url: str, *, allow_query: bool = True) -> str:
-    """Return ``url`` if it is an absolute http(s) URL without a fragment; raise ValueError otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.netloc:
-        raise ValueError("must be an absolute http:// or https:// URL")
-    if parts.fragment or url.endswith("#"):
-        raise ValueError("must not contain a fragment (RFC 6749 §3.1.2)")
-    if not allow_query and parts.query:
-        raise ValueError("must not contain a query")
-    if parts.username or parts.password:
-        raise ValueError("must not contain credentials")
-    return url
 
 
 class BrokerSettings(_Model):
@@ -152,20 +140,11 @@ class OrganisationConfig(_Model):
         return values
 
 
-GRANT_AUTHORIZATION_CODE = "authorization_code"
-GRANT_REFRESH_TOKEN = "refresh_token"
-GRANT_CLIENT_CREDENTIALS = "client_credentials"
-GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-GrantType = Literal[
-    "authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"
-]
-TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
-
-
-class ApplicationConfig(_Model):
+class ApplicationConfig(ClientMetadata):
     """An OIDC application (relying party or service) registered in configuration.
 
-    A complete example::
+    The metadata rules are ``config.client_metadata.ClientMetadata``'s, shared with the
+    command line and dynamic registration. A complete example::
 
         - client_id: discharge-hub
           name: Hospital Discharge Hub
@@ -179,111 +158,22 @@ class ApplicationConfig(_Model):
           backchannel_logout_uri: https://discharge.example.nhs.uk/backchannel-logout
           frontchannel_logout_uri: https://discharge.example.nhs.uk/frontchannel-logout
           allowed_audiences: [care-records-api]   # resource/audience values it may ask tokens for
+          contacts: [discharge-team@example.nhs.uk]
     """
 
     client_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{3,128}$")
-    name: str = Field(min_length=1, max_length=200)
-    redirect_uris: list[str] = Field(default_factory=list)
-    post_logout_redirect_uris: list[str] = Field(default_factory=list)
     client_secret: SecretRef | None = Field(default=None, description="required unless token_endpoint_auth_method is private_key_jwt")
-    signing_alg: Literal["ES256", "RS256"] | None = None
     service: str | None = Field(default=None, pattern=SLUG, description="the service policies name (default: client_id)")
     require_mfa: bool = Field(default=False, description="everyone reaching this application uses a second factor")
-    token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"
-    token_endpoint_auth_signing_alg: Literal["ES256", "RS256"] | None = Field(
-        default=None, description="for private_key_jwt: the one algorithm its assertions may use (default: the JWK's)"
-    )
-    jwks: dict[str, list[dict[str, str]]] | None = Field(default=None, description="public keys for private_key_jwt (RFC 7517 JWK Set)")
-    jwks_uri: str | None = Field(default=None, description="where to fetch the public keys for private_key_jwt")
-    grant_types: list[GrantType] = Field(default_factory=lambda: [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN], min_length=1)
-    subject_type: Literal["public", "pairwise"] = "public"
-    sector_identifier: str | None = Field(default=None, min_length=1, max_length=255)
-    backchannel_logout_uri: str | None = None
-    frontchannel_logout_uri: str | None = None
-    allowed_audiences: list[str] = Field(
-        default_factory=list,
-        description="audiences (client ids or resource URIs) this application may ask access tokens for "
-        "with resource/audience, client_credentials or token exchange (RFC 8707, RFC 8693)",
-    )
 
-    @field_validator("redirect_uris", "post_logout_redirect_uris")
-    @classmethod
-    def _uris(cls, values: list[str]) -> list[str]:
-        for value in values:
-            check_absolute_url(value)
-            if urlsplit(value).scheme == "http" and not is_loopback(value):
-                raise ValueError(f"{value!r} must be https:// (plain http only on a loopback address)")
-        return values
-
-    @field_validator("jwks_uri", "backchannel_logout_uri", "frontchannel_logout_uri")
-    @classmethod
-    def _one_uri(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_absolute_url(value)
-            if urlsplit(value).scheme == "http" and not is_loopback(value):
-                raise ValueError(f"{value!r} must be https:// (plain http only on a loopback address)")
-        return value
-
-    @field_validator("allowed_audiences", "grant_types")
-    @classmethod
-    def _no_duplicates(cls, values: list[str]) -> list[str]:
-        if len(set(values)) != len(values):
-            raise ValueError("lists a value more than once")
-        for value in values:
-            if not value or len(value) > 255 or any(c.isspace() for c in value):
-                raise ValueError(f"{value!r} is not a valid value (1-255 characters, no spaces)")
-        return values
-
-    @field_validator("jwks")
-    @classmethod
-    def _jwks(cls, value: dict[str, list[dict[str, str]]] | None) -> dict[str, list[dict[str, str]]] | None:
-        if value is None:
-            return value
-        if set(value) != {"keys"} or not value["keys"]:
-            raise ValueError("must be a JWK Set: {keys: [one or more public keys]}")
-        for i, key in enumerate(value["keys"]):
-            if key.get("kty") not in {"EC", "RSA"}:
-                raise ValueError(f"keys[{i}]: kty must be EC or RSA")
-            if "d" in key or "p" in key:
-                raise ValueError(f"keys[{i}]: is a private key; register only the public half")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ApplicationConfig:
-        problems = []
-        method = self.token_endpoint_auth_method
-        if method == "private_key_jwt":
-            if (self.jwks is None) == (self.jwks_uri is None):
-                problems.append("private_key_jwt needs exactly one of jwks or jwks_uri")
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        if self.token_endpoint_auth_method == "private_key_jwt":
             if self.client_secret is not None:
                 problems.append("a private_key_jwt client has no client_secret; remove it")
-        else:
-            if self.client_secret is None:
-                problems.append(f"{method} needs a client_secret")
-            if self.jwks is not None or self.jwks_uri is not None:
-                problems.append("jwks/jwks_uri are only for token_endpoint_auth_method: private_key_jwt")
-        interactive = GRANT_AUTHORIZATION_CODE in self.grant_types
-        if interactive and not self.redirect_uris:
-            problems.append("authorization_code needs at least one redirect_uri")
-        if not interactive and (self.redirect_uris or self.post_logout_redirect_uris):
-            problems.append("redirect URIs are only for applications with the authorization_code grant")
-        if GRANT_REFRESH_TOKEN in self.grant_types and not interactive:
-            problems.append("refresh_token is only issued with authorization_code")
-        if GRANT_CLIENT_CREDENTIALS in self.grant_types and not self.allowed_audiences:
-            problems.append("client_credentials needs allowed_audiences (the services it may call)")
-        if GRANT_TOKEN_EXCHANGE in self.grant_types and not self.allowed_audiences:
-            problems.append("token exchange needs allowed_audiences (the services it may call on a person's behalf)")
-        if self.subject_type == "pairwise" and self.sector_identifier is None:
-            hosts = {urlsplit(uri).hostname for uri in self.redirect_uris}
-            if len(hosts) != 1:
-                problems.append("pairwise subjects with redirect URIs on several hosts need a sector_identifier")
-        if self.sector_identifier is not None and self.subject_type != "pairwise":
-            problems.append("sector_identifier is only for subject_type: pairwise")
-        if (self.backchannel_logout_uri or self.frontchannel_logout_uri) and not interactive:
-            problems.append("logout URIs are only for applications with the authorization_code grant")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        elif self.client_secret is None:
+            problems.append(f"{self.token_endpoint_auth_method} needs a client_secret")
+        return problems
 
     @property
     def sector(self) -> str:

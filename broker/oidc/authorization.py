@@ -178,7 +178,8 @@ def validate_authorization_request(
     request = AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
-        scopes=scopes & frozenset(SUPPORTED_SCOPES),
+        # A client registered with ``scope`` gets at most those (RFC 7591 §2); "openid" was checked above.
+        scopes=scopes & frozenset(SUPPORTED_SCOPES) & (frozenset(client.scope.split()) | {"openid"} if client.scope else scopes),
         state=state,
         nonce=single.get("nonce"),
         code_challenge=challenge,

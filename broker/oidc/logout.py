@@ -4,7 +4,8 @@
   our own keys (an expired hint is still accepted), ``client_id`` must agree with it, and
   ``post_logout_redirect_uri`` must be exactly one the client registered — else no redirect.
 - Back-channel (OIDC Back-Channel Logout 1.0 §2.5): a signed logout token to every
-  application that received a code in the session and registered ``backchannel_logout_uri``.
+  application that received a code in the session and registered ``backchannel_logout_uri``,
+  written to the durable outbox (``backchannel.py``) in the transaction that ends the session.
 - Front-channel (OIDC Front-Channel Logout 1.0 §2–§4): ``frontchannel_logout_uri`` with
   ``iss`` and ``sid`` for the sign-out page to load in iframes.
 - ``end_sessions_for_subject``: an admin or a leaver's account being disabled ends every
@@ -23,15 +24,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import AuditEvent
-from broker.clients import Client, ClientRegistry
+from broker.clients import Client, ClientRegistry, client_from_row
 from broker.errors import BrokerError, BrokerErrorCode
 from broker.keyring import KeyRing
-from broker.oidc.backchannel import BackchannelSender
+from broker.oidc.backchannel import BackchannelOutbox, Delivery
 from broker.oidc.refresh import RefreshTokens
 from broker.oidc.subject_types import SubjectIdentifiers
 from broker.oidc.tokens import TokenMinter
 from broker.sessions import SsoSessions
-from broker.storage.models import SessionClientRow
+from broker.storage.models import ClientRow, SessionClientRow
 from broker.storage.types import utcnow
 from federation import jose
 from federation.errors import FederationError
@@ -84,7 +85,7 @@ class LogoutService:
         refresh: RefreshTokens,
         keyring: KeyRing,
         subjects: SubjectIdentifiers,
-        sender: BackchannelSender,
+        outbox: BackchannelOutbox,
         audit: Callable[[AuditEvent], object],
         default_alg: SigningAlg,
     ) -> None:
@@ -96,7 +97,7 @@ class LogoutService:
         self._refresh = refresh
         self._keyring = keyring
         self._subjects = subjects
-        self.sender = sender
+        self.outbox = outbox
         self._audit = audit
         self._default_alg = default_alg
 
@@ -176,39 +177,55 @@ class LogoutService:
 
     # --- ending sessions ------------------------------------------------------------------------
 
-    def end_session(self, sid: str, *, reason: str, actor: str | None, ip: str | None = None) -> LogoutResult:
-        """End session ``sid``: revoke its tokens, send back-channel logout, return front-channel URLs.
+    def end_session(self, sid: str, *, reason: str, actor: str | None, ip: str | None = None, deliver: bool = True) -> LogoutResult:
+        """End session ``sid``: revoke its tokens, queue back-channel logout, return front-channel URLs.
 
-        Returns ``ended=False`` (and notifies no one) if it was not live.
+        The outbox rows are written in the transaction that ends the session; with ``deliver``
+        this process then delivers them in the background (see ``BackchannelOutbox``). Returns
+        ``ended=False`` (and notifies no one) if it was not live.
         """
-        session = self._sso.by_sid(sid)
-        ended = self._sso.end(sid, reason)
-        if not ended or session is None:
+        clients: list[Client] = []
+        subject: list[str] = []
+
+        def enqueue(db_session: Session, subject_id: str) -> None:
+            subject.append(subject_id)
+            # Read in this transaction's own connection (SQLite: another connection would wait on our lock).
+            rows = db_session.execute(
+                select(ClientRow).join(SessionClientRow, SessionClientRow.client_id == ClientRow.client_id)
+                .where(SessionClientRow.sid == sid, ClientRow.disabled.is_(False)).order_by(ClientRow.client_id)
+            ).scalars().all()
+            for client in map(client_from_row, rows):
+                clients.append(client)
+                if client.backchannel_logout_uri:
+                    self.outbox.enqueue(db_session, sid=sid, client_id=client.client_id, url=client.backchannel_logout_uri,
+                                        public_subject=self._subjects.for_client(client, subject_id), alg=self._alg(client),
+                                        reason=reason)
+
+        if not self._sso.end(sid, reason, also=enqueue):
             return LogoutResult(False, ())
+        if deliver and any(c.backchannel_logout_uri for c in clients):
+            self.outbox.kick()
         revoked = self._minter.revoke_by_sid(sid) + self._refresh.revoke_by_sid(sid)
-        clients = self.clients_in(sid)
-        frontchannel = []
-        for client in clients:
-            public = self._subjects.for_client(client, session.subject_id)
-            if client.backchannel_logout_uri:
-                token = self._minter.logout_token(client_id=client.client_id, public_subject=public, sid=sid,
-                                                   alg=self._alg(client))
-                self.sender.send(client_id=client.client_id, url=client.backchannel_logout_uri, logout_token=token,
-                                 sid=sid, reason=reason)
-            if client.frontchannel_logout_uri:
-                frontchannel.append(_with_query(client.frontchannel_logout_uri, {"iss": self._issuer, "sid": sid}))
-        self._audit(AuditEvent("signout", "success", actor=actor or session.subject_id, ip=ip,
+        frontchannel = [_with_query(c.frontchannel_logout_uri, {"iss": self._issuer, "sid": sid})
+                        for c in clients if c.frontchannel_logout_uri]
+        self._audit(AuditEvent("signout", "success", actor=actor or subject[0], ip=ip,
                                details={"sid": sid, "reason": reason, "tokens_revoked": revoked,
                                         "notified": [c.client_id for c in clients if c.backchannel_logout_uri],
                                         "frontchannel": [c.client_id for c in clients if c.frontchannel_logout_uri]}))
         return LogoutResult(True, tuple(frontchannel))
 
-    def end_sessions_for_subject(self, subject_id: str, reason: str, *, actor: str | None = None) -> int:
+    def sign_logout_token(self, delivery: Delivery) -> str:
+        """Sign the logout token of an outbox delivery now, with the delivery's ``jti``."""
+        return self._minter.logout_token(client_id=delivery.client_id, public_subject=delivery.public_subject, sid=delivery.sid,
+                                         alg=delivery.alg if delivery.alg in SIGNING_ALGS else self._default_alg,  # type: ignore[arg-type]
+                                         jti=delivery.jti)
+
+    def end_sessions_for_subject(self, subject_id: str, reason: str, *, actor: str | None = None, deliver: bool = True) -> int:
         """End every live session of the broker subject (admin action or leaver), notify
         applications by back-channel, and revoke every token issued for them; return how many sessions ended."""
         count = 0
         for sid in self._sso.live_sids_for_subject(subject_id):
-            count += int(self.end_session(sid, reason=reason, actor=actor or "system").ended)
+            count += int(self.end_session(sid, reason=reason, actor=actor or "system", deliver=deliver).ended)
         revoked = self._minter.revoke_by_subject(subject_id) + self._refresh.revoke_by_subject(subject_id)
         self._audit(AuditEvent("subject_sessions_ended", "success", actor=actor or "system",
                                details={"subject_id": subject_id, "reason": reason, "sessions": count, "tokens_revoked": revoked}))

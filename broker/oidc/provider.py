@@ -21,6 +21,7 @@ from broker.access import AccessGate, AccessGrant
 from broker.audit import AuditEvent
 from broker.clients import Client, ClientRegistry
 from broker.errors import BrokerError, OAuthError
+from broker.initial_access import InitialAccessTokens
 from broker.oidc.authorization import (
     AuthorizationError,
     AuthorizationRequest,
@@ -28,7 +29,7 @@ from broker.oidc.authorization import (
     redirect_with,
     validate_authorization_request,
 )
-from broker.oidc.backchannel import BackchannelSender, Poster, post_logout_token
+from broker.oidc.backchannel import BackchannelOutbox, Poster, post_logout_token
 from broker.oidc.claims import SUPPORTED_SCOPES, claims_supported, scope_claims
 from broker.oidc.client_auth import AUTH_METHODS, ClientAuthenticator
 from broker.oidc.client_keys import ClientKeys, Fetcher, fetch_jwks
@@ -36,6 +37,7 @@ from broker.oidc.exchange import TOKEN_EXCHANGE
 from broker.oidc.introspection import Introspection
 from broker.oidc.logout import LogoutResult, LogoutService
 from broker.oidc.refresh import RefreshTokens
+from broker.oidc.registration import DynamicRegistration, SectorFetcher, fetch_sector_uris
 from broker.oidc.subject_types import SubjectIdentifiers
 from broker.oidc.token_endpoint import CODE_NAMESPACE, TokenEndpoint
 from broker.oidc.tokens import TokenMinter
@@ -109,6 +111,7 @@ class OidcProvider:
         refresh_lifetime: dt.timedelta = DEFAULT_REFRESH_LIFETIME,
         backchannel_poster: Poster = post_logout_token,
         jwks_fetcher: Fetcher = fetch_jwks,
+        sector_fetcher: SectorFetcher = fetch_sector_uris,
     ) -> None:
         self.endpoints = endpoints
         self._clients = clients
@@ -134,9 +137,14 @@ class OidcProvider:
         )
         self._introspection = Introspection(authenticator=authenticator, minter=minter, refresh=self.refresh_tokens,
                                             issuer=endpoints.issuer, audit=audit)
+        self.initial_tokens = InitialAccessTokens(db, master_key)
+        self.registration = DynamicRegistration(db=db, clients=clients, initial_tokens=self.initial_tokens, issuer=endpoints.issuer,
+                                                default_alg=default_alg, audit=audit, fetch_sector=sector_fetcher)
         self.logout = LogoutService(
             db=db, issuer=endpoints.issuer, clients=clients, sso=sso, minter=minter, refresh=self.refresh_tokens,
-            keyring=minter.keyring, subjects=self.subjects, sender=BackchannelSender(audit, backchannel_poster),
+            keyring=minter.keyring, subjects=self.subjects,
+            outbox=BackchannelOutbox(db, sign=lambda delivery: self.logout.sign_logout_token(delivery), audit=audit,
+                                     poster=backchannel_poster),
             audit=audit, default_alg=default_alg,
         )
 
@@ -153,6 +161,7 @@ class OidcProvider:
             "end_session_endpoint": e.end_session,
             "introspection_endpoint": e.introspection,
             "revocation_endpoint": e.revocation,
+            "registration_endpoint": self.registration.endpoint,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],

@@ -204,7 +204,7 @@ class TokenMinter:
                 connection.execute(_RECORD_ISSUED, issued)
         return response
 
-    def logout_token(self, *, client_id: str, public_subject: str, sid: str | None, alg: SigningAlg) -> str:
+    def logout_token(self, *, client_id: str, public_subject: str, sid: str | None, alg: SigningAlg, jti: str | None = None) -> str:
         """Return a signed logout token (OIDC Back-Channel Logout §2.4) for ``client_id``.
 
         It has ``iss``, ``aud``, ``iat``, ``exp``, ``jti``, ``events``, ``sub`` and ``sid``,
@@ -216,7 +216,7 @@ class TokenMinter:
             "aud": client_id,
             "iat": iat,
             "exp": iat + LOGOUT_TOKEN_LIFETIME,
-            "jti": secrets.token_urlsafe(16),
+            "jti": jti or secrets.token_urlsafe(16),  # the outbox's: the same on every retry of one delivery
             "sub": public_subject,
             "events": {BACKCHANNEL_EVENT: {}},
         }

@@ -59,6 +59,55 @@ class ClientRow(Base):
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     allowed_audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Added with dynamic registration (RFC 7591/7592); see config.client_metadata.ClientMetadata.
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    contacts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sector_identifier_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True)  # who registered it (DCR token / CLI)
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # RFC 7592 §1, keyed hash
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class InitialAccessTokenRow(Base):
+    """An initial access token for dynamic registration (RFC 7591 §3), kept only as a keyed hash."""
+
+    __tablename__ = "initial_access_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public handle, for listing and revoking
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BackchannelOutboxRow(Base):
+    """A back-channel logout token to deliver (OIDC Back-Channel Logout 1.0 §2.5), written in the
+    transaction that ends the session; claimed by one worker at a time, retried with backoff."""
+
+    __tablename__ = "backchannel_outbox"
+    __table_args__ = (Index("ix_backchannel_outbox_state_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sid: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    public_subject: Mapped[str] = mapped_column(String(255))
+    alg: Mapped[str] = mapped_column(String(8))
+    jti: Mapped[str] = mapped_column(String(64), unique=True)  # one per delivery, the same on every retry
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SubjectRow(Base):

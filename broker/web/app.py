@@ -11,6 +11,7 @@ from broker.services import Services, build_services
 from broker.web import saml_idp_views
 from broker.web import break_glass_views, linking_views, login_views, logout_views, mfa_views, oidc_views, saml_sp_views, upstream_views
 from broker.web import upstream_logout_views
+from broker.web import registration_views
 from broker.web.errors import install_error_handlers
 from broker.web.security import FLOW_COOKIE, cookie_name, install_security_headers
 from config.schema import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     # SAML messages come cross-site from SPs, authenticated by their own signatures.
     csrf.exempt(saml_idp_views.sso)
     csrf.exempt(saml_idp_views.slo)
+    app.register_blueprint(registration_views.bp)
     # Machine-to-machine endpoints authenticate the client instead of a browser session.
     csrf.exempt(oidc_views.token)
     csrf.exempt(oidc_views.userinfo)
@@ -74,8 +76,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
     csrf.exempt(oidc_views.revoke)
     csrf.exempt(logout_views.end_session)
     csrf.exempt(upstream_logout_views.backchannel)  # server to server: the signed logout token authenticates it
+    csrf.exempt(registration_views.register)  # RFC 7591/7592: bearer tokens, no browser
+    csrf.exempt(registration_views.configuration)
     install_security_headers(app, https=https)
     install_error_handlers(app)
+    outbox = services.oidc.logout.outbox
+
+    @app.before_request
+    def _backchannel_sweep() -> None:
+        # Every worker delivers back-channel logout tokens left due by any process (one that died,
+        # or a retry whose pause is over); at most one look per 30 s, in a background thread.
+        outbox.sweep()
 
     if services.organisations is not None:
         # One read of the registry's version counter per request; a change made by any process

@@ -53,14 +53,19 @@ def build_saml_source(cfg: SamlSourceConfig, organisation: str, settings: Settin
             log.warning("source %s: IdP metadata unreachable at start-up; sign-in unavailable until it loads", cfg.id)
     except FederationError as exc:
         raise FederationError(FederationErrorCode.MISCONFIGURED, f"source {cfg.id}: {exc.reason}") from None
-    signing, encryption = _key_pairs(cfg, settings, entity_id)
+    key_store = _key_store(cfg, settings, entity_id)
+    if key_store is not None:
+        keys = sp_keys.materialise_set(cfg.id, key_store.current())
+    else:
+        keys = sp_keys.materialise(cfg.id, *_configured_pair(cfg, settings))
     return SamlSource(
         source_id=cfg.id,
         organisation=organisation,
         display_name=cfg.display_name,
         sp_entity_id=entity_id,
         acs_url=f"{settings.broker.issuer}{CALLBACK_PATH}{cfg.id}",
-        keys=sp_keys.materialise(cfg.id, signing, encryption),
+        keys=keys,
+        key_store=key_store,
         metadata=holder,
         signed=cfg.signed,
         allow_unsolicited=cfg.allow_unsolicited,
@@ -79,16 +84,24 @@ def build_saml_source(cfg: SamlSourceConfig, organisation: str, settings: Settin
     )
 
 
-def _key_pairs(cfg: SamlSourceConfig, settings: Settings, entity_id: str) -> tuple[sp_keys.KeyPair, sp_keys.KeyPair]:
+def _configured_pair(cfg: SamlSourceConfig, settings: Settings) -> tuple[sp_keys.KeyPair, sp_keys.KeyPair]:
+    """The operator's ``sp_key``/``sp_certificate`` (one pair for both uses; rotated by replacing them)."""
+    if cfg.sp_key is None or cfg.sp_certificate is None:
+        raise FederationError(FederationErrorCode.MISCONFIGURED, f"source {cfg.id}: sp_key and sp_certificate go together")
+    try:
+        cert = settings.resolve_path(cfg.sp_certificate).read_text()
+    except OSError as exc:
+        raise FederationError(FederationErrorCode.MISCONFIGURED,
+                              f"source {cfg.id}: cannot read sp_certificate: {exc.strerror}") from None
+    pair = sp_keys.KeyPair(cfg.sp_key.reveal(), cert)
+    sp_keys.check_key_pair(pair, f"source {cfg.id}")
+    return pair, pair
+
+
+def _key_store(cfg: SamlSourceConfig, settings: Settings, entity_id: str) -> sp_keys.KeyStore | None:
+    """The generated keys' store (with rollover), or None when the keys are configured."""
     if cfg.sp_key is not None and cfg.sp_certificate is not None:
-        try:
-            cert = settings.resolve_path(cfg.sp_certificate).read_text()
-        except OSError as exc:
-            raise FederationError(FederationErrorCode.MISCONFIGURED,
-                                  f"source {cfg.id}: cannot read sp_certificate: {exc.strerror}") from None
-        pair = sp_keys.KeyPair(cfg.sp_key.reveal(), cert)
-        sp_keys.check_key_pair(pair, f"source {cfg.id}")
-        return pair, pair
+        return None
     store = settings.resolve_path(cfg.sp_key_store or Path("var") / f"saml-sp-{cfg.id}.enc")
     if settings.is_production and cfg.sp_key_store is None:
         log.warning(
@@ -97,4 +110,4 @@ def _key_pairs(cfg: SamlSourceConfig, settings: Settings, entity_id: str) -> tup
             cfg.id, store,
         )
     master = MasterKey.from_text(settings.broker.master_key.reveal())
-    return sp_keys.load_or_create(store, master, cfg.id, entity_id)
+    return sp_keys.KeyStore(store, master, cfg.id, entity_id)

@@ -25,7 +25,7 @@ from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel, Identity
 from federation.sources import UpstreamRequest, UpstreamStart
 from federation.upstream_saml import sp
-from federation.upstream_saml.keys import SpKeys
+from federation.upstream_saml.keys import KeyStore, SpKeys, materialise_set
 from federation.upstream_saml.mapping import AttributeRules, assurance, to_identity
 from federation.upstream_saml.metadata import IdpMetadata, MetadataHolder
 from federation.upstream_saml.profile import Expectations, check_response
@@ -55,13 +55,15 @@ class SamlSource:
     def __init__(self, *, source_id: str, organisation: str, display_name: str, sp_entity_id: str, acs_url: str,
                  keys: SpKeys, metadata: MetadataHolder, signed: str, allow_unsolicited: bool,
                  want_encrypted: bool, clock_skew_seconds: int, rules: AttributeRules,
-                 requested: Mapping[AssuranceLevel, str]) -> None:
+                 requested: Mapping[AssuranceLevel, str], key_store: KeyStore | None = None) -> None:
         self._id = source_id
         self._organisation = organisation
         self._display_name = display_name
         self.sp_entity_id = sp_entity_id
         self.acs_url = acs_url
         self._keys = keys
+        self._key_store = key_store
+        self._key_set = None
         self._metadata = metadata
         self._signed = signed
         self._allow_unsolicited = allow_unsolicited
@@ -72,6 +74,7 @@ class SamlSource:
         self._replay: ReplayCache | None = None
         self._lock = threading.Lock()
         self._client: tuple[IdpMetadata, sp.BrokerSp] | None = None
+        self._client_keys = ""
 
     @property
     def accepts_unsolicited(self) -> bool:
@@ -97,13 +100,36 @@ class SamlSource:
         """Give the source the broker's shared replay cache (without one, ``finish`` refuses everything)."""
         self._replay = cache
 
+    def _current_keys(self) -> SpKeys:
+        """Our keys now: for generated keys, re-read when the store was rotated (one stat per call)."""
+        if self._key_store is None:
+            return self._keys
+        keys = self._key_store.current()
+        if keys != self._key_set:
+            self._keys, self._key_set = materialise_set(self._id, keys), keys
+        return self._keys
+
+    def rotate_keys(self, *, max_age_days: int | None = None) -> bool:
+        """Roll our SP keys over (``max_age_days``: only if the current ones are older); return True
+        if they were rotated. Raises FederationError(MISCONFIGURED) for configured keys (``sp_key``),
+        which the operator rotates by replacing them."""
+        if self._key_store is None:
+            raise FederationError(FederationErrorCode.MISCONFIGURED,
+                                  f"source {self._id}: its SP key is configured (sp_key); replace it to rotate")
+        if max_age_days is None:
+            self._key_store.rotate()
+            return True
+        return self._key_store.rotate_if_due(dt.timedelta(days=max_age_days)) is not None
+
     def _sp(self) -> tuple[IdpMetadata, sp.BrokerSp]:
-        """Return (current IdP metadata, the pysaml2 client built on it), rebuilt when metadata changes."""
+        """Return (current IdP metadata, the pysaml2 client built on it), rebuilt when metadata or our keys change."""
         metadata = self._metadata.current()
         with self._lock:
-            if self._client is None or self._client[0] is not metadata:
+            keys = self._current_keys()
+            if self._client is None or self._client[0] is not metadata or self._client_keys != keys.version:
+                self._client_keys = keys.version
                 self._client = (metadata, sp.build_client(
-                    entity_id=self.sp_entity_id, acs_url=self.acs_url, keys=self._keys, idp=metadata,
+                    entity_id=self.sp_entity_id, acs_url=self.acs_url, keys=keys, idp=metadata,
                     signed=self._signed, allow_unsolicited=self._allow_unsolicited,
                     clock_skew_seconds=int(self._skew.total_seconds()), display_name=self._display_name,
                 ))
@@ -111,8 +137,10 @@ class SamlSource:
 
     def sp_metadata(self) -> bytes:
         """Return our signed SP metadata (for the IdP's administrators and ``/saml/sp/<id>``)."""
+        with self._lock:
+            keys = self._current_keys()
         _, client = self._sp()
-        return sp.sp_metadata(client)
+        return sp.sp_metadata(client, keys)
 
     def _class_refs(self, level: AssuranceLevel | None) -> tuple[str, ...]:
         if level is None:

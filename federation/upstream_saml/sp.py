@@ -13,6 +13,7 @@ logger is raised to CRITICAL here, and the reasons we audit never quote a docume
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -70,9 +71,12 @@ def build_client(*, entity_id: str, acs_url: str, keys: SpKeys, idp: IdpMetadata
         **pysaml2_security_options(),
         "key_file": keys.signing_files.key_file,
         "cert_file": keys.signing_files.cert_file,
+        # Every key an assertion may be encrypted to (current, next, previous: key rollover).
         "encryption_keypairs": [
-            {"key_file": keys.encryption_files.key_file, "cert_file": keys.encryption_files.cert_file},
+            {"key_file": f.key_file, "cert_file": f.cert_file} for f in (keys.decryption_files or (keys.encryption_files,))
         ],
+        # The next signing certificate is published beside the current one (metadata only).
+        "additional_cert_files": [f.cert_file for f in keys.published_signing[1:]] or None,
         "accepted_time_diff": clock_skew_seconds,
         "allow_unknown_attributes": True,
         "metadata": {"inline": [idp.entity_xml]},
@@ -115,7 +119,12 @@ def authn_request(client: BrokerSp, idp: IdpMetadata, *, acs_url: str, force_aut
     return str(request_id), location
 
 
-def sp_metadata(client: BrokerSp) -> bytes:
+def sp_metadata(client: BrokerSp, keys: SpKeys | None = None) -> bytes:
     """Return our signed SP metadata (SAML Metadata §2.4.4): entity ID, the ACS (HTTP-POST),
-    signing and encryption certificates, ``AuthnRequestsSigned`` and ``WantAssertionsSigned``."""
-    return sign_metadata(entity_descriptor(client.config), client.sec)
+    signing and encryption certificates (current and next, for rollover; never the previous
+    encryption key, which is kept only to decrypt), ``AuthnRequestsSigned`` and ``WantAssertionsSigned``."""
+    config = client.config
+    if keys is not None and keys.published_encryption:
+        config = copy.copy(client.config)
+        config.encryption_keypairs = [{"key_file": f.key_file, "cert_file": f.cert_file} for f in keys.published_encryption]
+    return sign_metadata(entity_descriptor(config), client.sec)

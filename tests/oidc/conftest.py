@@ -35,6 +35,7 @@ class LogoutReceiver:
     def __init__(self) -> None:
         self.received: list[dict[str, str]] = []
         self.status = 200
+        self.statuses: list[int] = []  # answered first, one per request, then ``status``
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -45,7 +46,7 @@ class LogoutReceiver:
                 body = parse_qs(self.rfile.read(length).decode())
                 receiver.received.append({"path": self.path, **{k: v[0] for k, v in body.items()},
                                           "content_type": self.headers.get("Content-Type", "")})
-                self.send_response(receiver.status)
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else receiver.status)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:

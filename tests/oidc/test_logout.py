@@ -14,7 +14,7 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 def _drain(services) -> None:  # type: ignore[no-untyped-def]
-    services.oidc.logout.sender.drain(timeout=20)
+    assert services.oidc.logout.outbox.drain(timeout=20)
 
 
 def test_rp_initiated_logout_with_a_hint_ends_the_session_and_returns_with_state(app, services, receiver) -> None:
@@ -73,7 +73,8 @@ def test_every_application_in_the_session_is_told(app, services, receiver) -> No
 
 def test_failed_deliveries_are_retried_a_bounded_number_of_times_and_audited(app, services, receiver) -> None:
     receiver.status = 503
-    services.oidc.logout.sender._backoff = (0.01,)
+    services.oidc.logout.outbox.backoff = (0.01,)
+    services.oidc.logout.outbox.attempts = 3
     client = app.test_client()
     tokens = tokens_for(client)
     client.get("/end-session", query_string={"id_token_hint": tokens["id_token"]})
