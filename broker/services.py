@@ -159,7 +159,8 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
             MfaRequirement(
                 build_access_gate(settings, registry, audit, break_glass, db),
                 organisations=frozenset(o.id for o in settings.organisations if o.require_mfa),
-                clients=frozenset(a.client_id for a in settings.applications if a.require_mfa),
+                clients=frozenset(a.client_id for a in settings.applications if a.require_mfa)
+                | frozenset(sp.entity_id for sp in settings.saml_service_providers if sp.require_mfa),
             ),
             registry,
             lambda subject_id, reason: oidc.end_sessions_for_subject(subject_id, reason, actor="leaver-check"),

@@ -17,6 +17,7 @@ A complete example (YAML, as it sits under ``saml_service_providers:`` in the se
       require_signed_requests: false    # refuse unsigned AuthnRequests even if metadata does not say AuthnRequestsSigned
       idp_initiated: false              # allow sign-in started at the broker (unsolicited responses)
       one_time_use: false               # add <OneTimeUse/> to the assertion's Conditions
+      require_mfa: false                # everyone reaching this SP needs AAL2 (a second factor)
       attribute_profile: uri            # uri (urn:oid names, eduPerson style) | basic (plain names)
       attributes:                       # optional: claim -> the SP's own name/format
         email: {name: mail, name_format: basic}
@@ -98,6 +99,7 @@ class ServiceProviderConfig(_Model):
     require_signed_requests: bool = False
     idp_initiated: bool = False
     one_time_use: bool = False
+    require_mfa: bool = False
     attribute_profile: Literal["uri", "basic"] = "uri"
     attributes: dict[str, AttributeNameConfig] = Field(default_factory=dict)
     authn_context_class_refs: dict[Aal, str] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, g, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, g, make_response, redirect, render_template, request, session, url_for
 
 from broker.access import ObligationPending, StepUpRequired
 from broker.errors import BrokerError, BrokerErrorCode
@@ -58,7 +58,7 @@ def _inbound() -> InboundMessage | Response:
     """Decode the message of this request, or return the bounce page for a cross-site POST."""
     if request.method == "POST":
         if len(request.form) > MAX_FIELDS:
-            abort(400)
+            raise BindingError("the form carries too many fields")
         if BOUNCED not in request.form:
             fields = {k: v for k, v in request.form.items() if k in {"SAMLRequest", "SAMLResponse", "RelayState"}}
             return make_response(render_template("saml_bounce.html", title="Continue", action=request.path, fields=fields))
@@ -77,6 +77,8 @@ def sso() -> Response:
         services().audit.append(AuditEvent("saml_authn_request", "failure", ip=client_ip(), details={"reason": exc.reason}))
         raise _refused(exc.reason) from None
     if message.kind != "SAMLRequest":
+        services().audit.append(AuditEvent("saml_authn_request", "failure", ip=client_ip(),
+                                           details={"reason": "a SAMLResponse was sent to the SSO endpoint"}))
         raise _refused("a response was sent where a request belongs")
     try:
         pending = idp().receive(message, ip=client_ip())

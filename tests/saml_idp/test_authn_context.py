@@ -126,3 +126,18 @@ def test_is_passive_with_a_session_signs_in_silently(saml_env) -> None:
     req_id, message = sps["b"].authn_request(is_passive="true")
     acs, fields = posted_response(send(client, message))
     assert sps["b"].parse(fields["SAMLResponse"], {req_id: "/"}).in_response_to == req_id
+
+
+def test_an_sp_that_requires_mfa_steps_the_person_up_first(settings_factory, sps) -> None:
+    from tests.saml_idp.conftest import build_env
+
+    app, services, sps = build_env(settings_factory, sps, a={"require_mfa": True})
+    client = app.test_client()
+    req_id, message = sps["a"].authn_request()
+    assert send(client, message).headers["Location"].endswith("/login")
+    signed = password_sign_in(client, "amara.okafor@camden.test")
+    resume = client.get(signed.headers["Location"])
+    assert not [r for r in services.audit.records() if r.event == "saml_assertion_issued"], "nothing issued at AAL1"
+    _enrol_through_pages(client, resume)
+    acs, fields = posted_response(client.get("/authorize/resume"))
+    assert _class_ref(sps["a"].parse(fields["SAMLResponse"], {req_id: "/"})) == "urn:supercloud:aal2"
