@@ -336,8 +336,11 @@ class SamlIdp:
     # --- helpers ------------------------------------------------------------------------------
 
     def _check_access(self, session: SsoSession, sp: ServiceProvider, ip: str | None) -> AccessGrant:
+        # The gate maps a configured SP's entity id to its policy service (settings); an SP added
+        # with the CLI is not in the settings, so it is named by its service id directly.
+        gate_id = sp.entity_id if sp.origin == "config" else sp.config.service_id
         try:
-            grant = self._access.check(session.identity, sp.entity_id, sp.name)
+            grant = self._access.check(session.identity, gate_id, sp.name)
         except BrokerError as exc:
             self._audit(AuditEvent("access_decision", "denied", actor=session.subject_id, client_id=sp.entity_id[:128], ip=ip,
                                    details={"reason": exc.code.value, "policy_ids": list(getattr(exc, "policy_ids", ())),

@@ -109,3 +109,19 @@ def test_configured_sp_with_tampered_metadata_gets_no_answer(settings_factory, s
     _, message = sps["b"].authn_request()
     response = send(app.test_client(), message)
     assert response.status_code == 400 and "SAMLResponse" not in response.get_data(as_text=True)
+
+
+def test_an_sp_added_with_the_cli_is_decided_as_its_service(settings_factory, sps) -> None:
+    from tests.saml_idp.conftest import build_env
+
+    app, services, _ = build_env(settings_factory, {"a": sps["a"]}, policies=True)
+    metadata = app.test_client().get("/saml/metadata").get_data(as_text=True)
+    sps["b"].connect(metadata)
+    config = settings_factory.folder / "broker.yaml"
+    assert _run(config, "sps", "add", "--metadata", str(sps["b"].metadata_file), "--service", "admissions").exit_code == 0
+    client = app.test_client()
+    _, message = sps["b"].authn_request()
+    page = sign_in_and_answer(client, send(client, message), "amara.okafor@camden.test")
+    assert page.status_code == 403, "a social worker is not an admissions officer"
+    decided = [r for r in services.audit.records() if r.event == "policy_decision"][-1]
+    assert decided.details["service"] == "admissions"
