@@ -141,7 +141,11 @@ class DirectorySyncService:
     ) -> None:
         org, directory_id = report.organisation, report.directory_id
         stored = None if full else self._people.cursor(org, directory_id)
-        since = SyncCursor.from_json(stored) if stored else None
+        try:
+            since = SyncCursor.from_json(stored) if stored else None
+        except (KeyError, ValueError):
+            log.warning("directory %s: stored sync cursor is unreadable; running a full sync", directory_id)
+            since = None
         sync = DirectorySync(directory, page_size=self._page_size)
         now = self._now()
         seen: set[str] = set()

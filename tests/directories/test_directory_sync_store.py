@@ -4,6 +4,7 @@ refresh tokens at the next sync — Samba AD (Camden) and OpenLDAP (Hackney)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
@@ -268,3 +269,12 @@ def test_the_command_prints_one_line_per_directory(sync_app) -> None:
     unknown = CliRunner().invoke(cli, ["--config", config, "directories", "sync", "atlantis"], obj={})
     assert unknown.exit_code != 0 and "no organisation 'atlantis'" in unknown.output
 
+
+
+def test_an_unreadable_stored_cursor_means_a_full_run(sync_app) -> None:
+    app, services, sync = sync_app
+    one(sync.sync("hackney"))
+    DirectoryPeople(services.db).save_cursor("hackney", "hackney-ldap", {"attribute": "modifyTimestamp", "value": "x)(uid=*"},
+                                             full=False, now=dt.datetime.now(dt.UTC))
+    report = one(sync.sync("hackney"))  # never spliced into a filter: read as "start again"
+    assert report.full and report.new == 0 and report.unchanged == report.read
