@@ -6,9 +6,10 @@ and ``replay`` against recorded decisions, ``approve`` by a second policy admini
 step. Every command that touches the store is audited. The acting person is
 ``--as NAME`` with ``--role`` flags until the console brings authenticated officers.
 
-People for ``explain``, ``who-can`` and ``what-can`` come from a YAML file of person
-facts (``--people FILE``, the shape of a bundle's tests.yaml ``people:``) until the
-identity store exists; the environment (organisations, agreements, teams, services)
+People for ``explain``, ``who-can`` and ``what-can`` come from the identity store (every
+person a directory sync stored, as ``broker.identity_store`` describes), or from a YAML file
+of person facts (``--people FILE``, the shape of a bundle's tests.yaml ``people:``) for
+what-if questions about people not yet synced; the environment (organisations, agreements, teams, services)
 from ``--environment FILE`` (the shape of tests.yaml ``environment:``), else from the
 configuration.
 """
@@ -146,13 +147,28 @@ def load_people(path: str) -> dict[str, PersonFacts]:
     return people
 
 
-def _find_person(people: Mapping[str, PersonFacts], wanted: str) -> PersonFacts:
+def _find_person(people: Mapping[str, PersonFacts], wanted: str, where: str = "the people file") -> PersonFacts:
     if wanted in people:
         return people[wanted]
     for person in people.values():
         if person.subject == wanted:
             return person
-    _fail(f"no person {wanted!r} in the people file (give a persona name or a subject)", sorted(people)[:20])
+    _fail(f"no person {wanted!r} in {where} (give a username or persona name, or a subject)", sorted(people)[:20])
+
+
+def _people(context: _Context, path: str | None) -> tuple[dict[str, PersonFacts], str]:
+    """Return the people asked about (from ``path``, else the identity store) and where they came from."""
+    if path is not None:
+        return load_people(path), "the people file"
+    from broker.identity_store import people_in_store
+
+    found = people_in_store(context.services.db, context.services.registry)
+    if not found.people:
+        _fail("the identity store holds nobody yet: run 'supercloud directories sync', or give --people FILE")
+    left_out = [f"{found.leavers} leaver(s) (disabled, expired or deleted) left out"] if found.leavers else []
+    for line in [*left_out, *(f"left out: {u}" for u in found.unusable)]:
+        click.echo(line, err=True)
+    return dict(found.people), "the identity store"
 
 
 def _environment(context: _Context, path: str | None) -> Environment:
@@ -213,7 +229,10 @@ def _emit(as_json: bool, document: Any, text: str) -> None:
 actor_option = click.option("--as", "actor", metavar="NAME", help="who is acting (audited)")
 role_option = click.option("--role", "roles", multiple=True, metavar="ROLE", help="a role of the actor (repeatable)")
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
-people_option = click.option("--people", "people_file", type=str, help="YAML file of person facts (tests.yaml shape)")
+people_option = click.option(
+    "--people", "people_file", type=str,
+    help="YAML file of person facts (tests.yaml shape) instead of the identity store",
+)
 environment_option = click.option(
     "--environment", "environment_file", type=str,
     help="YAML file of organisations, agreements, teams, services (default: the configuration)",
@@ -409,7 +428,7 @@ def history(ctx: click.Context, actor: str | None, as_json: bool) -> None:
 
 
 @policy_group.command("explain")
-@click.option("--person", "person_name", required=True, help="a persona name or subject in --people")
+@click.option("--person", "person_name", required=True, help="a username (identity store), persona name (--people) or subject")
 @click.option("--service", required=True)
 @click.option("--action", type=click.Choice(_ACTIONS), default="sign_in", show_default=True)
 @click.option("--record-id", help="the case record (read / write)")
@@ -428,8 +447,9 @@ def explain(
 ) -> None:
     """Explain the decision for one person and service: policies, attributes read and their sources."""
     who = _actor(actor)
-    people = load_people(_require_people(people_file))
-    person = _find_person(people, person_name)
+    context = _Context(ctx)
+    people, where = _people(context, people_file)
+    person = _find_person(people, person_name, where)
     record = None
     if action != "sign_in":
         if not record_id or not home_borough:
@@ -438,7 +458,6 @@ def explain(
             record = RecordRef(record_id, home_borough)
         except PolicyError as error:
             _policy_error(error)
-    context = _Context(ctx)
     engine = _engine(context, version, _environment(context, environment_file))
     try:
         decision = engine.decide(Request(person, action, service, _now(at), record=record))
@@ -469,8 +488,8 @@ def who_can_command(
 ) -> None:
     """Who can sign in to SERVICE, with the policies that decide for each person."""
     who = _actor(actor)
-    people = load_people(_require_people(people_file))
     context = _Context(ctx)
+    people, _ = _people(context, people_file)
     environment = _environment(context, environment_file)
     if service not in {s.id for s in environment.services}:
         _fail(f"unknown service {service!r}", [f"known: {', '.join(sorted(s.id for s in environment.services))}"])
@@ -505,8 +524,9 @@ def what_can_command(
 ) -> None:
     """Which services PERSON can sign in to, with the policies that decide each."""
     who = _actor(actor)
-    person = _find_person(load_people(_require_people(people_file)), person_name)
     context = _Context(ctx)
+    people, where = _people(context, people_file)
+    person = _find_person(people, person_name, where)
     engine = _engine(context, version, _environment(context, environment_file))
     try:
         rows = what_can(engine, person, now=_now(at), include_denied=not permitted_only)
@@ -565,8 +585,3 @@ def test_command(directory: str, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _require_people(path: str | None) -> str:
-    if path is None:
-        _fail("give --people FILE: a YAML file of person facts (e.g. policies/bundles/london/tests.yaml) "
-              "until the identity store is connected")
-    return path

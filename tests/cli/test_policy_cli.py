@@ -137,7 +137,7 @@ def test_a_failing_test_case_blocks_the_proposal(settings, services, tmp_path) -
         (("diff", "nope"), "no version 'nope'"),
         (("replay", "nope"), "no version 'nope'"),
         (("activate",), "no approved version to activate"),
-        (("explain", "--person", "nhs-nurse", "--service", "mash"), "give --people FILE"),
+        (("explain", "--person", "nhs-nurse", "--service", "mash"), "the identity store holds nobody yet"),
         (("explain", "--person", "nhs-nurse", "--service", "mash", "--people", "/no/people.yaml"),
          "people file not found: /no/people.yaml"),
         (("who-can", "mash", "--people", TESTS_YAML, "--environment", "/no/env.yaml"),
@@ -260,3 +260,43 @@ def test_a_bad_time_is_refused(settings, services) -> None:  # type: ignore[no-u
     out = refused(policy(settings, "who-can", "mash", "--people", TESTS_YAML, "--environment", TESTS_YAML,
                          "--at", "teatime", "--as", "carol"))
     assert "--at 'teatime' is not an ISO 8601 time" in out
+
+
+def test_who_can_and_what_can_ask_over_the_identity_store(settings, services) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from broker.directory_people import DirectoryPeople
+    from directories.records import AccountRecord, AccountStatus
+
+    activate_v1(settings)
+    now = dt.datetime.now(dt.UTC)
+
+    def person(object_id: str, username: str, groups: list[str], status: AccountStatus) -> AccountRecord:
+        return AccountRecord(directory_id="camden-demo", object_id=object_id, username=username,
+                             attributes={"name": username.split("@")[0], "email": username, "groups": groups},
+                             groups=(), status=status)
+
+    DirectoryPeople(services.db).store("camden", [
+        person("guid-1", "dana@camden.test", ["Discharge Team"], AccountStatus.ACTIVE),
+        person("guid-2", "eli@camden.test", ["Adult Social Care"], AccountStatus.ACTIVE),
+        person("guid-3", "left@camden.test", ["Discharge Team"], AccountStatus.DISABLED),
+    ], server="ldaps://dc1.camden.test:636", changes={}, now=now)
+    common = ("--environment", TESTS_YAML, "--as", "carol")
+    result = policy(settings, "who-can", "discharge-hub", "--json", *common)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    rows = {r["subject"]: r for r in document["rows"]}
+    assert document["people"] == 2  # the disabled account cannot sign in: left out, and said so
+    assert "1 leaver(s)" in result.stderr
+    dana = rows["urn:supercloud:directory:camden-demo|guid-1"]
+    eli = rows["urn:supercloud:directory:camden-demo|guid-2"]
+    # Synced people are asked about as a password sign-in (AAL1): Dana's group maps to the discharge
+    # team, so she is permitted once she steps up; Eli's team is not permitted at any level.
+    assert dana["decision"] == "deny" and "obligation: step_up" in dana["why"], dana
+    assert eli["decision"] == "deny" and "step_up" not in eli["why"], eli
+    out = ok(policy(settings, "what-can", "dana@camden.test", *common))
+    assert "\nurn:supercloud:directory:camden-demo|guid-1 can sign in to" in out
+    out = ok(policy(settings, "explain", "--person", "dana@camden.test", "--service", "discharge-hub", *common))
+    assert "directory:camden-demo" in out  # where each attribute came from
+    assert "no person 'left@camden.test' in the identity store" in refused(
+        policy(settings, "what-can", "left@camden.test", *common))
