@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -129,38 +128,6 @@ def keys_rotate(ctx: click.Context, alg: str | None, if_due: bool, max_age_days:
         click.echo(line)
 
 
-@cli.group("clients")
-def clients_group() -> None:
-    """Registered applications."""
-
-
-@clients_group.command("add")
-@click.option("--name", required=True)
-@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
-@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
-@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-@click.pass_context
-def clients_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...], post_logout: tuple[str, ...], as_json: bool) -> None:
-    """Register an application; prints its client id and secret once."""
-    from broker.audit import AuditEvent
-
-    services = _services(ctx)
-    try:
-        new = services.clients.add(name, list(redirect_uris), list(post_logout))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    services.audit.append(
-        AuditEvent("client_registered", "success", actor="cli", client_id=new.client.client_id,
-                   details={"name": name, "redirect_uris": list(redirect_uris)})
-    )
-    if as_json:
-        click.echo(json.dumps({"client_id": new.client.client_id, "client_secret": new.client_secret,
-                               "redirect_uris": list(redirect_uris)}))
-    else:
-        click.echo(f"client_id:     {new.client.client_id}\nclient_secret: {new.client_secret}\n"
-                   "The secret is shown only now; store it in the application's secret store.")
-
-
 @cli.group("audit")
 def audit_group() -> None:
     """The audit log."""
@@ -220,7 +187,18 @@ def _check_startable(settings: Settings) -> None:
 def _services(ctx: click.Context):  # type: ignore[no-untyped-def]
     from broker.services import build_services
 
-    return _guard(lambda: build_services(_settings(ctx)))
+    services = _guard(lambda: build_services(_settings(ctx)))
+    # A command that ended sessions (leavers, admins) delivers its back-channel logout tokens
+    # before exiting; whatever cannot be delivered now stays in the outbox for the workers.
+    ctx.call_on_close(lambda: _deliver_logout_tokens(services))
+    return services
+
+
+def _deliver_logout_tokens(services) -> None:  # type: ignore[no-untyped-def]
+    try:
+        services.oidc.logout.outbox.deliver_due()
+    except Exception as exc:  # noqa: BLE001 - never fail the command for this: the rows stay for the workers
+        click.echo(f"back-channel logout tokens stay queued for the serving workers ({type(exc).__name__})", err=True)
 
 
 def _guard(action):  # type: ignore[no-untyped-def]
@@ -235,6 +213,7 @@ import broker.cli_access  # noqa: E402,F401  (registers the break-glass and mfa 
 import broker.cli_sps  # noqa: E402,F401  (registers the 'supercloud sps' group)
 import broker.cli_directories  # noqa: E402,F401  (registers the 'supercloud directories' group)
 import broker.cli_orgs  # noqa: E402,F401  (registers the 'supercloud orgs' group)
+import broker.cli_clients  # noqa: E402,F401  (registers the 'supercloud clients' and 'logout' groups)
 
 
 def main() -> None:
