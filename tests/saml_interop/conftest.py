@@ -6,6 +6,7 @@ A missing peer skips with how to enable it, or fails under ``CI=true`` (tests.pe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def saml_idp(simplesamlphp_sp: SimpleSamlPhpSp, python3_saml_sp: pysp.Python3Sam
              simplesamlphp_sp_same_site: SimpleSamlPhpSp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSamlIdp]:
     """The broker as SAML IdP (London policies) with five SPs registered from their metadata
     files: ``case-records`` and ``admissions`` at SimpleSAMLphp and at python3-saml, and the
-    same-site SimpleSAMLphp ``case-records`` for Chromium. Only the ``admissions`` SPs accept
+    same-site SimpleSAMLphp ``case-records`` for Chromium. Four are in the configuration file;
+    python3-saml's ``admissions`` is added to the running broker with ``supercloud sps add``. Only the ``admissions`` SPs accept
     IdP-initiated sign-in. Every SP peer trusts the broker's IdP
     metadata once it answers."""
     from tests.support.databases import fresh_database
@@ -89,9 +91,15 @@ def saml_idp(simplesamlphp_sp: SimpleSamlPhpSp, python3_saml_sp: pysp.Python3Sam
     peers = [(simplesamlphp_sp, "SimpleSAMLphp", SERVICES), (python3_saml_sp, "python3-saml", SERVICES),
              (simplesamlphp_sp_same_site, "SimpleSAMLphp in Chromium", SERVICES)]
     entries = sp_entries(folder, peers, idp_initiated=frozenset({"admissions"}))
+    # python3-saml's admissions SP is not in the file: an operator adds it to the running broker.
+    [by_cli] = [e for e in entries if e["entity_id"] == python3_saml_sp.entity_id("admissions")]
+    entries.remove(by_cli)
     with fresh_database(folder) as url:
         idp = start_saml_idp(folder, url, entries)
         try:
+            added = json.loads(idp.cli("sps", "add", "--metadata", by_cli["metadata"]["file"], "--name", by_cli["name"],
+                                       "--service", "admissions", "--idp-initiated", "--json"))
+            assert added["entity_id"] == by_cli["entity_id"] and added["encrypts_assertions"] is True, added
             for sp, _, _ in peers:
                 sp.trust_idp(idp.metadata_xml)
             yield idp

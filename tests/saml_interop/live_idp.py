@@ -1,8 +1,9 @@
 """The broker as a SAML IdP, served over real HTTP (``supercloud serve`` under gunicorn, 2 workers),
 with the London organisations and policies and the interop SPs registered from their metadata.
 
-The SPs must be running first (the broker reads their metadata files at start-up); once the
-broker answers, each SP is told to trust the broker's IdP metadata (``{issuer}/saml/metadata``).
+The SPs must be running first (the broker reads their metadata files at start-up, and
+``supercloud sps add --metadata`` adds more to the running broker); once the broker answers,
+each SP is told to trust the broker's IdP metadata (``{issuer}/saml/metadata``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ class LiveSamlIdp:
     def logout_url(self) -> str:
         """The broker's SAML sign-out page (IdP-initiated single logout)."""
         return f"{self.issuer}/saml/logout"
+
+    def cli(self, *args: str, timeout: float = 60.0) -> str:
+        """Run ``supercloud --config <this broker's config> ARGS``; return its output.
+
+        Raises AssertionError carrying the output if it exits non-zero.
+        """
+        script = Path(sys.executable).with_name("supercloud")
+        command = [str(script)] if script.is_file() else [sys.executable, "-m", "broker"]
+        done = subprocess.run([*command, "--config", str(self.config_path), *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"supercloud {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
 
     def log_tail(self, characters: int = 4000) -> str:
         """Return the end of the broker's log."""
