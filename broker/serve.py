@@ -25,7 +25,11 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from broker.web.app import create_app
 
-        return create_app(load_settings(self._config_path))
+        app = create_app(load_settings(self._config_path))
+        # Parse the signing keys now, as the worker starts, rather than in its first token
+        # request (an RSA key costs tens of milliseconds to load).
+        app.extensions["supercloud"].keyring.jwks()
+        return app
 
 
 def serve(config_path: Path, *, host: str, port: int, workers: int, threads: int) -> None:
