@@ -28,6 +28,7 @@ from tests.directories.broker_peers import (
     newham_source,
     set_ad_disabled,
 )
+from tests.directories.ldap_peers import DEAD_PORT
 from tests.directories.test_broker_directory_signin import build_app, records
 from tests.directories.test_leavers import PASSWORD, refresh, signed_in_with_tokens, sso_reuse
 from tests.peers.samba import SambaDC
@@ -278,3 +279,23 @@ def test_an_unreadable_stored_cursor_means_a_full_run(sync_app) -> None:
                                              full=False, now=dt.datetime.now(dt.UTC))
     report = one(sync.sync("hackney"))  # never spliced into a filter: read as "start again"
     assert report.full and report.new == 0 and report.unchanged == report.read
+
+
+def test_an_unreachable_directory_fails_its_line_and_the_others_still_sync(
+    settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer
+) -> None:
+    address = samba_newham.address
+    dead = newham_source(samba_newham, urls=[f"ldap://{address}:{DEAD_PORT}", f"ldap://{address}:{DEAD_PORT + 1}"])
+    app, services = build_app(settings_factory, camden_source(samba_camden), dead, hackney_source(slapd_hackney))
+    try:
+        config = str(services.settings.base_dir / "broker.yaml")
+        result = CliRunner().invoke(cli, ["--config", config, "directories", "sync"], obj={})
+        assert result.exit_code == 1, result.output
+        lines = result.output.splitlines()
+        assert lines[0].startswith("✓ camden/camden-ad: full sync from ldaps://")
+        assert lines[1].startswith("✗ newham/newham-ad: sync failed: ") and "refused" in lines[1].lower()
+        assert lines[2].startswith("✓ hackney/hackney-ldap: full sync from ldap://")
+        assert stored(services, "newham") == {} and stored(services, "camden") and stored(services, "hackney")
+        assert [r.details["directory_id"] for r in records(services, "directory_sync", "failure")] == ["newham-ad"]
+    finally:
+        services.engine.dispose()
