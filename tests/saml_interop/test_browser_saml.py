@@ -1,5 +1,6 @@
 """A person in real Chromium signs in to SimpleSAMLphp's Case Records SP through the broker's SAML
-IdP and signs out from the broker: every broker page on the way passes axe-core (WCAG 2.2 AA).
+IdP and signs out from the broker, or from the SP: every broker page on the way passes axe-core
+(WCAG 2.2 AA).
 
 Nothing is submitted for the browser: the broker's HTTP-POST binding page posts the response
 to SimpleSAMLphp with its own script, under the page's Content Security Policy, and Chromium's
@@ -71,3 +72,29 @@ def test_person_signs_in_to_a_saml_sp_and_out_again_in_chromium(
     # And a new sign-in at the SP asks for her email and password again.
     page.goto(simplesamlphp_sp.login_url("case-records", "redirect"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+
+def test_signing_out_at_the_saml_sp_ends_the_broker_session_in_chromium(
+    browser_context: Any, saml_idp: LiveSamlIdp, simplesamlphp_sp_same_site: SimpleSamlPhpSp,
+) -> None:
+    sp = simplesamlphp_sp_same_site
+    page = browser_context.new_page()
+    page.goto(sp.login_url("case-records", "post"))  # the AuthnRequest by HTTP-POST this time
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    page.get_by_label("Work email address").fill(AMARA)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password", exact=True).fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{sp.base_url}interop/whoami.php*")
+    assert _sp_json(page)["authenticated"] is True
+
+    # SP-initiated single logout: SimpleSAMLphp's signed LogoutRequest, the broker's answer.
+    page.goto(sp.logout_url("case-records", "post"))
+    page.wait_for_url(f"{sp.base_url}interop/loggedout.php*")
+    answer = _sp_json(page)
+    assert answer["authenticated"] is False
+    assert answer["logout_status"]["Code"] == "urn:oasis:names:tc:SAML:2.0:status:Success", answer
+
+    page.goto(sp.login_url("case-records", "redirect"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")  # the broker asks again
+    assert_accessible(page, "email page after single logout")
