@@ -40,6 +40,10 @@ class StateStore(Protocol):
         """Return the live, untaken value, or None; a counter reads as ``{"n": count}``."""
         ...
 
+    def get_many(self, namespace: str, keys: list[str]) -> list[dict[str, Any] | None]:
+        """Return ``get`` of each key, in order, in one round trip to the store."""
+        ...
+
     def take(self, namespace: str, key: str) -> Taken:
         """Atomically return the value once; later calls see ``already_taken`` until expiry."""
         ...
@@ -95,6 +99,21 @@ class SqlStateStore:
                 )
             ).first()
         return json.loads(row.value) if row else None
+
+    def get_many(self, namespace: str, keys: list[str]) -> list[dict[str, Any] | None]:
+        if not keys:
+            return []
+        with self._sessions() as session:
+            rows = session.execute(
+                select(EphemeralStateRow.key, EphemeralStateRow.value).where(
+                    EphemeralStateRow.namespace == namespace,
+                    EphemeralStateRow.key.in_(set(keys)),
+                    EphemeralStateRow.expires_at > utcnow(),
+                    EphemeralStateRow.taken.is_(False),
+                )
+            ).all()
+        found = {row.key: json.loads(row.value) for row in rows}
+        return [found.get(key) for key in keys]
 
     def take(self, namespace: str, key: str) -> Taken:
         now = utcnow()
@@ -192,6 +211,18 @@ class RedisStateStore:
             return None
         value = json.loads(raw)
         return value if isinstance(value, dict) else {"n": value}  # counters (INCR) read as {"n": count}
+
+    def get_many(self, namespace: str, keys: list[str]) -> list[dict[str, Any] | None]:
+        if not keys:
+            return []
+        values: list[dict[str, Any] | None] = []
+        for raw in self._redis.mget([self._key(namespace, key) for key in keys]):
+            if raw is None or raw.decode() == _TAKEN:
+                values.append(None)
+            else:
+                value = json.loads(raw)
+                values.append(value if isinstance(value, dict) else {"n": value})
+        return values
 
     def take(self, namespace: str, key: str) -> Taken:
         was_taken, raw = self._take(keys=[self._key(namespace, key)], args=[_TAKEN])

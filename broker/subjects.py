@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,13 +36,13 @@ class Subjects:
         return found
 
     def _find(self, ref: SubjectRef) -> str | None:
-        """Return the broker subject of ``ref``: the one it is linked to, else its own, else None."""
+        """Return the broker subject of ``ref``: the one it is linked to, else its own, else None.
+
+        One statement (both lookups are unique keys), so a sign-in pays one round trip here.
+        """
+        linked = select(AccountLinkRow.subject_id).where(
+            AccountLinkRow.issuer == ref.issuer, AccountLinkRow.subject == ref.subject
+        ).scalar_subquery()
+        own = select(SubjectRow.id).where(SubjectRow.issuer == ref.issuer, SubjectRow.subject == ref.subject).scalar_subquery()
         with self._sessions() as session:
-            linked = session.execute(
-                select(AccountLinkRow.subject_id).where(AccountLinkRow.issuer == ref.issuer, AccountLinkRow.subject == ref.subject)
-            ).scalar_one_or_none()
-            if linked is not None:
-                return linked
-            return session.execute(
-                select(SubjectRow.id).where(SubjectRow.issuer == ref.issuer, SubjectRow.subject == ref.subject)
-            ).scalar_one_or_none()
+            return session.execute(select(func.coalesce(linked, own))).scalar_one()

@@ -45,8 +45,9 @@ class Throttle:
         limit = self._limits.account_failures
         if lockout is not None:
             limit = min(limit, lockout.threshold - 1)
-        account_count = self._count(kind, "account", account)
-        address_count = self._count(kind, "address", address) if address else 0
+        keys = [_key(kind, "account", account)] + ([_key(kind, "address", address)] if address else [])
+        counts = [int(found.get("n", 0)) if found else 0 for found in self._state.get_many(NAMESPACE, keys)]
+        account_count, address_count = counts[0], (counts[1] if address else 0)
         return account_count >= limit or address_count >= self._limits.address_failures
 
     def failed(self, kind: str, account: str, address: str | None, *, lockout: LockoutPolicy | None = None) -> None:
@@ -61,10 +62,6 @@ class Throttle:
         self._state.incr(NAMESPACE, _key(kind, "account", account), window)
         if address:
             self._state.incr(NAMESPACE, _key(kind, "address", address), self._limits.window_seconds)
-
-    def _count(self, kind: str, scope: str, value: str) -> int:
-        found = self._state.get(NAMESPACE, _key(kind, scope, value))
-        return int(found.get("n", 0)) if found else 0
 
 
 def _key(kind: str, scope: str, value: str) -> str:

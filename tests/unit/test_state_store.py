@@ -112,3 +112,24 @@ def test_concurrent_increments_are_all_counted(store: StateStore) -> None:
     for t in threads:
         t.join()
     assert store.incr("throttle", "race", 60) == 31
+
+
+def test_get_many_reads_several_keys_in_order(store: StateStore) -> None:
+    store.add("ns", "a", {"a": 1}, 60)
+    store.add("ns", "b", {"b": 2}, 60)
+    store.add("ns", "taken", {"t": 3}, 60)
+    store.take("ns", "taken")
+    store.add("other", "c", {"c": 4}, 60)
+    for _ in range(2):
+        store.incr("ns", "counter", 60)
+    assert store.get_many("ns", ["b", "missing", "a", "taken", "c", "counter", "a"]) == [
+        {"b": 2}, None, {"a": 1}, None, None, {"n": 2}, {"a": 1},
+    ]
+    assert store.get_many("ns", []) == []
+
+
+def test_get_many_leaves_out_expired_keys(store: StateStore) -> None:
+    store.add("ns", "short", {"s": 1}, 1)
+    store.add("ns", "long", {"l": 1}, 60)
+    time.sleep(1.3)
+    assert store.get_many("ns", ["short", "long"]) == [None, {"l": 1}]
