@@ -44,6 +44,7 @@ LOGOUT_STATE_NAMESPACE = "upstream-logout"
 LOGOUT_STATE_TTL_SECONDS = 600
 JTI_NAMESPACE = "upstream-logout-jti"
 RETURN_PATH = "/logout/upstream/return"
+SLO_EVENT = "upstream_saml_logout"
 
 
 class UpstreamSessions:
@@ -192,21 +193,70 @@ class UpstreamLogout:
             notice = source.verify_logout_token(token)
         except FederationError as exc:
             self._refuse(source_id, f"{exc.code.value}: {exc.reason}", ip)
+        ended = self._end_matching(source_id, notice, ip, "upstream_backchannel_logout")
+        if ended is None:
+            self._refuse(source_id, "the logout token names no session that came from this upstream", ip,
+                         sid=notice.session_id)
+        return ended or 0
+
+    def front_channel(self, source_id: str, raw_query: bytes, *, ip: str | None) -> FrontChannelResult:
+        """Handle a SAML logout message the IdP sent through the browser to our SingleLogoutService.
+
+        A LogoutRequest ends the broker sessions that came from that NameID and SessionIndex and
+        is answered (``redirect``: our signed LogoutResponse, Success or UnknownPrincipal); a
+        LogoutResponse to our own request finishes the sign-out (``continuation``). Raises
+        BrokerError(BAD_REQUEST) — a page, no answer — for anything unverified (audited).
+        """
+        source = self._registry.source(source_id)
+        if source is None or not hasattr(source, "read_logout_message"):
+            self._refuse(source_id, "no upstream with single logout has this id", ip, event=SLO_EVENT)
+        try:
+            message = source.read_logout_message(raw_query)
+        except FederationError as exc:
+            self._refuse(source_id, f"{exc.code.value}: {exc.reason}", ip, event=SLO_EVENT)
+        if message.kind == "response":
+            continuation = self.returned(message.relay_state, ip=ip)
+            if not message.success:
+                self._audit(AuditEvent(SLO_EVENT, "partial", ip=ip, details={"source": source_id,
+                                                                              "reason": "the IdP reported a failed logout"}))
+            return FrontChannelResult(continuation=continuation or {})
+        notice = message.notice
+        ended = self._end_matching(source_id, notice, ip, SLO_EVENT)
+        from federation.upstream_saml.source import STATUS_SUCCESS, STATUS_UNKNOWN_PRINCIPAL
+
+        if ended is None:
+            self._audit(AuditEvent(SLO_EVENT, "failure", ip=ip, details={
+                "source": source_id, "reason": "the logout request names no session that came from this IdP"}))
+        url = source.logout_response_url(message.request_id, message.relay_state,
+                                          status=STATUS_SUCCESS if ended is not None else STATUS_UNKNOWN_PRINCIPAL)
+        return FrontChannelResult(redirect=url, continuation={} if url is None else None)
+
+    def _end_matching(self, source_id: str, notice: Any, ip: str | None, event: str) -> int | None:
+        """Refuse a replayed notice; end the live sessions it names; return how many, or None if it
+        names no session that came from this upstream."""
         ttl = max(1, int(notice.expires_at - self._clock()) + 120)
         jti_key = hashlib.sha256(f"{source_id}\x00{notice.token_id}".encode()).hexdigest()
         if not self._state.add(JTI_NAMESPACE, jti_key, {"source": source_id}, ttl):
-            self._refuse(source_id, "logout token replayed (its jti was seen before)", ip)
+            self._refuse(source_id, "logout message replayed (its jti / ID was seen before)", ip, event=event)
         found = self.sessions.matching(source_id, subject=notice.subject, session_id=notice.session_id)
         if not found:
-            self._refuse(source_id, "the logout token names no session that came from this upstream", ip,
-                         sid=notice.session_id)
+            return None
         ended = sum(1 for sid, live in found if live and self._end_session(sid, "upstream_logout"))
-        self._audit(AuditEvent("upstream_backchannel_logout", "success", ip=ip,
+        self._audit(AuditEvent(event, "success", ip=ip,
                                details={"source": source_id, "upstream_sid": notice.session_id,
                                         "sessions_ended": ended, "sids": [sid for sid, _ in found]}))
         return ended
 
-    def _refuse(self, source_id: str, reason: str, ip: str | None, **details: Any) -> None:
-        self._audit(AuditEvent("upstream_backchannel_logout", "failure", ip=ip,
-                               details={"source": source_id[:64], "reason": reason, **details}))
-        raise BrokerError(BrokerErrorCode.BAD_REQUEST, "The logout token was refused.")
+    def _refuse(self, source_id: str, reason: str, ip: str | None, *, event: str = "upstream_backchannel_logout",
+                **details: Any) -> None:
+        self._audit(AuditEvent(event, "failure", ip=ip, details={"source": source_id[:64], "reason": reason, **details}))
+        raise BrokerError(BrokerErrorCode.BAD_REQUEST, "The sign-out message was refused.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrontChannelResult:
+    """What to do with the browser after a front-channel logout message: send it on (``redirect``)
+    or show the signed-out page with the kept ``continuation``."""
+
+    redirect: str | None = None
+    continuation: dict[str, Any] | None = None

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, make_response, redirect, render_template, request
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, BrokerErrorCode
 from broker.sessions import SsoSession
-from broker.web.context import services
+from broker.web.context import clear_sso_cookie, services
 from broker.web.security import client_ip
 
 bp = Blueprint("upstream_logout", __name__)
@@ -57,12 +57,29 @@ def sign_out_upstream(sso: SsoSession | None, *, target: str | None, frontchanne
     return redirect(started.url) if started else None
 
 
+@bp.route("/login/slo/<source_id>")
+def saml_slo(source_id: str) -> Response:
+    """Our SAML SingleLogoutService (HTTP-Redirect): the IdP's LogoutRequest (ends the broker
+    session, answered with our LogoutResponse) or its LogoutResponse to ours (finish signing out)."""
+    logout = services().upstream_logout
+    if logout is None:
+        raise BrokerError(BrokerErrorCode.BAD_REQUEST, "Single logout is not available.")
+    result = logout.front_channel(source_id[:64], request.query_string, ip=client_ip())
+    if result.redirect:
+        return clear_sso_cookie(redirect(result.redirect))
+    return clear_sso_cookie(_signed_out(result.continuation))
+
+
 @bp.route("/logout/upstream/return")
 def returned() -> Response:
     """The upstream signed the person out and sent them back: finish the broker's sign-out page."""
     logout = services().upstream_logout
     continuation = logout.returned(request.args.get("state"), ip=client_ip()) if logout else None
-    if continuation is None:
+    return _signed_out(continuation)
+
+
+def _signed_out(continuation: dict | None) -> Response:
+    if not continuation:
         return make_response(render_template("message.html", title="You are signed out",
                                              paragraphs=["You have signed out of the London Supercloud."]))
     target = continuation.get("target")

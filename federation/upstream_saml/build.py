@@ -26,6 +26,7 @@ from federation.upstream_saml.xmlsecurity import sp_signature_requirements, xmls
 log = logging.getLogger(__name__)
 SP_PATH = "/saml/sp/"
 CALLBACK_PATH = "/login/callback/"
+SLO_PATH = "/login/slo/"  # our SingleLogoutService (HTTP-Redirect) for this IdP
 
 
 def sp_entity_id(cfg: SamlSourceConfig, issuer: str) -> str:
@@ -66,6 +67,7 @@ def build_saml_source(cfg: SamlSourceConfig, organisation: str, settings: Settin
         acs_url=f"{settings.broker.issuer}{CALLBACK_PATH}{cfg.id}",
         keys=keys,
         key_store=key_store,
+        slo_url=f"{settings.broker.issuer}{SLO_PATH}{cfg.id}",
         metadata=holder,
         signed=cfg.signed,
         allow_unsolicited=cfg.allow_unsolicited,

@@ -46,6 +46,8 @@ class IdpMetadata:
     sso_redirect_url: str
     signing_certificates: tuple[str, ...]
     valid_until: dt.datetime | None
+    slo_redirect_url: str | None = None  # SingleLogoutService, HTTP-Redirect (SAML Profiles §4.4)
+    slo_response_url: str | None = None  # its ResponseLocation, else its Location
 
 
 def _misconfigured(reason: str) -> FederationError:
@@ -103,12 +105,16 @@ def parse_idp_metadata(xml: bytes, entity_id: str | None, *, signer_pem: str | N
            if s.get("Binding") == BINDING_REDIRECT]
     if not sso or not sso[0].startswith(("https://", "http://")):
         raise _misconfigured(f"IdP metadata for {found_id} has no HTTP-Redirect SingleSignOnService")
+    slo = [s for s in descriptor.findall(f"{{{MD}}}SingleLogoutService") if s.get("Binding") == BINDING_REDIRECT
+           and s.get("Location", "").startswith(("https://", "http://"))]
     return IdpMetadata(
         entity_id=found_id,
         entity_xml=ElementTree.tostring(entity, encoding="unicode"),
         sso_redirect_url=sso[0],
         signing_certificates=certificates,
         valid_until=valid_until,
+        slo_redirect_url=slo[0].get("Location") if slo else None,
+        slo_response_url=(slo[0].get("ResponseLocation") or slo[0].get("Location")) if slo else None,
     )
 
 

@@ -57,6 +57,10 @@ class VerifiedAssertion:
     authn_instant: dt.datetime
     issued_at: dt.datetime
     replay_until: dt.datetime
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    session_index: str | None = None  # AuthnStatement SessionIndex (SAML Core §2.7.2): for logout
+    session_not_on_or_after: dt.datetime | None = None  # when the IdP's session behind it ends
 
 
 def _refuse(reason: str) -> FederationError:
@@ -116,6 +120,11 @@ def check_response(response: Any, facts: DocumentFacts, expect: Expectations, no
         authn_instant=_time(statements[0].authn_instant, "AuthnInstant"),
         issued_at=_time(assertion.issue_instant, "the assertion's IssueInstant"),
         replay_until=max(replay_until, confirmed_until) + expect.clock_skew,
+        name_qualifier=getattr(name_id, "name_qualifier", None),
+        sp_name_qualifier=getattr(name_id, "sp_name_qualifier", None),
+        session_index=statements[0].session_index or None,
+        session_not_on_or_after=(_time(statements[0].session_not_on_or_after, "SessionNotOnOrAfter")
+                                 if statements[0].session_not_on_or_after else None),
     )
 
 

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
+import secrets
 import threading
+from xml.etree import ElementTree
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from federation.errors import FederationError, FederationErrorCode
 from federation.identity import AssuranceLevel, Identity
-from federation.sources import UpstreamRequest, UpstreamStart
+from federation.sources import UpstreamLogoutNotice, UpstreamRequest, UpstreamSession, UpstreamStart
+from federation.upstream_saml import redirect
 from federation.upstream_saml import sp
 from federation.upstream_saml.keys import KeyStore, SpKeys, materialise_set
 from federation.upstream_saml.mapping import AttributeRules, assurance, to_identity
 from federation.upstream_saml.metadata import IdpMetadata, MetadataHolder
 from federation.upstream_saml.profile import Expectations, check_response
-from federation.upstream_saml.xmlsecurity import inspect_document, verify_with_any
+from federation.upstream_saml.xmlsecurity import SAML, SAMLP, inspect_document, parse_document, verify_with_any
 
 REPLAY_NAMESPACE = "saml-assertion"
 RESPONSE_NODE = "urn:oasis:names:tc:SAML:2.0:protocol:Response"
@@ -55,7 +59,8 @@ class SamlSource:
     def __init__(self, *, source_id: str, organisation: str, display_name: str, sp_entity_id: str, acs_url: str,
                  keys: SpKeys, metadata: MetadataHolder, signed: str, allow_unsolicited: bool,
                  want_encrypted: bool, clock_skew_seconds: int, rules: AttributeRules,
-                 requested: Mapping[AssuranceLevel, str], key_store: KeyStore | None = None) -> None:
+                 requested: Mapping[AssuranceLevel, str], key_store: KeyStore | None = None,
+                 slo_url: str | None = None) -> None:
         self._id = source_id
         self._organisation = organisation
         self._display_name = display_name
@@ -63,6 +68,7 @@ class SamlSource:
         self.acs_url = acs_url
         self._keys = keys
         self._key_store = key_store
+        self.slo_url = slo_url
         self._key_set = None
         self._metadata = metadata
         self._signed = signed
@@ -132,6 +138,7 @@ class SamlSource:
                     entity_id=self.sp_entity_id, acs_url=self.acs_url, keys=keys, idp=metadata,
                     signed=self._signed, allow_unsolicited=self._allow_unsolicited,
                     clock_skew_seconds=int(self._skew.total_seconds()), display_name=self._display_name,
+                    slo_url=self.slo_url,
                 ))
             return self._client
 
@@ -168,7 +175,13 @@ class SamlSource:
         return UpstreamStart(url=url, state=state)
 
     def finish(self, params: Mapping[str, str], state: Mapping[str, Any], callback_url: str) -> Identity:
-        """Verify the POSTed ``SAMLResponse`` against the kept ``state``; return the identity.
+        """Verify the POSTed ``SAMLResponse`` against the kept ``state``; return the identity (see ``finish_session``)."""
+        return self.finish_session(params, state, callback_url)[0]
+
+    def finish_session(self, params: Mapping[str, str], state: Mapping[str, Any],
+                       callback_url: str) -> tuple[Identity, UpstreamSession]:
+        """Verify the POSTed ``SAMLResponse`` against the kept ``state``; return the identity and the
+        IdP's session (NameID and SessionIndex for logout; ``SessionNotOnOrAfter`` bounds it).
 
         Raises FederationError(INVALID_TOKEN) for anything unsigned, forged, replayed,
         expired, misaddressed or answering another request; SOURCE_UNAVAILABLE when
@@ -222,4 +235,137 @@ class SamlSource:
         key = hashlib.sha256(f"{metadata.entity_id}\x00{verified.assertion_id}".encode()).hexdigest()
         if not self._replay.add(REPLAY_NAMESPACE, key, {"source": self._id}, ttl):
             raise _refuse("assertion replayed (its ID was seen before)")
-        return to_identity(verified, self._rules, metadata.entity_id)
+        if verified.session_not_on_or_after is not None and verified.session_not_on_or_after <= now:
+            raise _refuse("the IdP's session ended already (SessionNotOnOrAfter)")
+        name_id = {k: v for k, v in (("value", verified.name_id), ("format", verified.name_id_format),
+                                     ("name_qualifier", verified.name_qualifier),
+                                     ("sp_name_qualifier", verified.sp_name_qualifier)) if v}
+        session = UpstreamSession(
+            source=self._id, subject=verified.name_id or "", authenticated_at=verified.authn_instant,
+            session_id=verified.session_index, name_id=name_id or None, not_after=verified.session_not_on_or_after,
+        )
+        return to_identity(verified, self._rules, metadata.entity_id), session
+
+    # --- single logout ------------------------------------------------------------------------
+
+    def logout_url(self, session: UpstreamSession, *, return_url: str, state: str) -> str | None:
+        """A signed LogoutRequest (SAML Core §3.7.1) for ``session`` to the IdP's HTTP-Redirect
+        SingleLogoutService with RelayState ``state``; the IdP answers at our SLO endpoint (not
+        ``return_url``). None if the IdP declares no SLO, or the sign-in recorded no NameID."""
+        metadata, _ = self._sp()
+        if metadata.slo_redirect_url is None or self.slo_url is None or not session.name_id:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        root = ElementTree.Element(f"{{{SAMLP}}}LogoutRequest", {
+            "ID": logout_request_id(state), "Version": "2.0", "IssueInstant": _saml_time(now),
+            "Destination": metadata.slo_redirect_url, "NotOnOrAfter": _saml_time(now + LOGOUT_SKEW)})
+        ElementTree.SubElement(root, f"{{{SAML}}}Issuer").text = self.sp_entity_id
+        attributes = {name: session.name_id[key] for key, name in (("format", "Format"), ("name_qualifier", "NameQualifier"),
+                                                                     ("sp_name_qualifier", "SPNameQualifier"))
+                      if session.name_id.get(key)}
+        ElementTree.SubElement(root, f"{{{SAML}}}NameID", attributes).text = session.name_id.get("value", session.subject)
+        if session.session_id:
+            ElementTree.SubElement(root, f"{{{SAMLP}}}SessionIndex").text = session.session_id
+        query = redirect.encode("SAMLRequest", ElementTree.tostring(root), state, self._current_keys().signing.key_pem)
+        return metadata.slo_redirect_url + ("&" if "?" in metadata.slo_redirect_url else "?") + query
+
+    def read_logout_message(self, raw_query: bytes) -> LogoutMessage:
+        """Verify a LogoutRequest or LogoutResponse the IdP sent to our SLO endpoint (HTTP-Redirect).
+
+        Checks: signed by the IdP's metadata key (RSA-SHA256), Issuer the IdP, Destination our
+        SLO URL, IssueInstant and NotOnOrAfter within bounds, a plain NameID (requests); for a
+        response, InResponseTo the ID of the request we sent with its RelayState.
+        Raises FederationError(INVALID_TOKEN) with the reason.
+        """
+        metadata, _ = self._sp()
+        message = redirect.decode(raw_query)
+        redirect.verify(message, metadata.signing_certificates)
+        root = parse_document(message.xml)
+        expected_tag = f"{{{SAMLP}}}{'LogoutRequest' if message.kind == 'SAMLRequest' else 'LogoutResponse'}"
+        if root.tag != expected_tag:
+            raise _refuse(f"expected {expected_tag.split('}')[1]}")
+        if root.get("Version") != "2.0" or not root.get("ID"):
+            raise _refuse("not a SAML 2.0 message with an ID")
+        if (root.findtext(f"{{{SAML}}}Issuer") or "").strip() != metadata.entity_id:
+            raise _refuse("the logout message's Issuer is not the configured IdP")
+        if root.get("Destination") != self.slo_url:
+            raise _refuse("the logout message is not addressed to our SingleLogoutService (Destination)")
+        now = dt.datetime.now(dt.UTC)
+        try:
+            issued = dt.datetime.fromisoformat(str(root.get("IssueInstant")).replace("Z", "+00:00"))
+        except ValueError:
+            raise _refuse("IssueInstant missing or malformed") from None
+        if abs(now - issued) > LOGOUT_SKEW + self._skew:
+            raise _refuse("IssueInstant is too far from now")
+        if message.kind == "SAMLResponse":
+            if not message.relay_state or root.get("InResponseTo") != logout_request_id(message.relay_state):
+                raise _refuse("InResponseTo is not the logout request we sent")
+            status = root.find(f"{{{SAMLP}}}Status/{{{SAMLP}}}StatusCode")
+            return LogoutMessage("response", message.relay_state,
+                                 success=status is not None and status.get("Value") == STATUS_SUCCESS)
+        not_after = root.get("NotOnOrAfter")
+        expires = now + LOGOUT_SKEW
+        if not_after:
+            try:
+                expires = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00"))
+            except ValueError:
+                raise _refuse("NotOnOrAfter malformed") from None
+            if expires + self._skew <= now:
+                raise _refuse("the logout request has expired (NotOnOrAfter)")
+        name_id = root.find(f"{{{SAML}}}NameID")
+        if name_id is None or not (name_id.text or "").strip():
+            raise _refuse("the logout request names no one (an EncryptedID is not accepted)")
+        indexes = [(e.text or "").strip() for e in root.findall(f"{{{SAMLP}}}SessionIndex") if (e.text or "").strip()]
+        if len(indexes) > 1:
+            raise _refuse("more than one SessionIndex")
+        notice = UpstreamLogoutNotice(source=self._id, subject=name_id.text.strip(),
+                                      session_id=indexes[0] if indexes else None,
+                                      token_id=str(root.get("ID")), expires_at=expires.timestamp())
+        return LogoutMessage("request", message.relay_state, notice=notice, request_id=str(root.get("ID")))
+
+    def logout_response_url(self, request_id: str, relay_state: str | None, *, status: str) -> str | None:
+        """Our signed LogoutResponse to the IdP's SingleLogoutService (answering ``request_id``), or None
+        if the IdP declares none."""
+        metadata, _ = self._sp()
+        if metadata.slo_response_url is None:
+            return None
+        root = ElementTree.Element(f"{{{SAMLP}}}LogoutResponse", {
+            "ID": "_" + secrets.token_hex(20), "Version": "2.0", "IssueInstant": _saml_time(dt.datetime.now(dt.UTC)),
+            "Destination": metadata.slo_response_url, "InResponseTo": request_id})
+        ElementTree.SubElement(root, f"{{{SAML}}}Issuer").text = self.sp_entity_id
+        code = ElementTree.SubElement(ElementTree.SubElement(root, f"{{{SAMLP}}}Status"), f"{{{SAMLP}}}StatusCode",
+                                      {"Value": STATUS_SUCCESS if status == STATUS_SUCCESS else STATUS_REQUESTER})
+        if status not in (STATUS_SUCCESS, STATUS_REQUESTER):
+            ElementTree.SubElement(code, f"{{{SAMLP}}}StatusCode", {"Value": status})
+        query = redirect.encode("SAMLResponse", ElementTree.tostring(root), relay_state, self._current_keys().signing.key_pem)
+        return metadata.slo_response_url + ("&" if "?" in metadata.slo_response_url else "?") + query
+
+
+# --- single logout with the IdP (SAML Profiles §4.4, HTTP-Redirect) ---------------------------------
+
+LOGOUT_SKEW = dt.timedelta(minutes=5)
+STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+STATUS_REQUESTER = "urn:oasis:names:tc:SAML:2.0:status:Requester"
+STATUS_UNKNOWN_PRINCIPAL = "urn:oasis:names:tc:SAML:2.0:status:UnknownPrincipal"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogoutMessage:
+    """A verified logout message from the IdP: a ``request`` (``notice`` says whom to sign out,
+    ``request_id`` what to answer) or a ``response`` to ours (``success``)."""
+
+    kind: str
+    relay_state: str | None
+    notice: UpstreamLogoutNotice | None = None
+    request_id: str | None = None
+    success: bool = False
+
+
+def logout_request_id(state: str) -> str:
+    """The ID of our LogoutRequest sent with RelayState ``state`` (so the response's InResponseTo
+    is checked without keeping anything more than the state)."""
+    return "_" + hashlib.sha256(f"slo\x00{state}".encode()).hexdigest()[:40]
+
+
+def _saml_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

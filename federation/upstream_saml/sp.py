@@ -63,7 +63,8 @@ class BrokerSp(Saml2Client):
 
 
 def build_client(*, entity_id: str, acs_url: str, keys: SpKeys, idp: IdpMetadata, signed: str,
-                 allow_unsolicited: bool, clock_skew_seconds: int, display_name: str) -> BrokerSp:
+                 allow_unsolicited: bool, clock_skew_seconds: int, display_name: str,
+                 slo_url: str | None = None) -> BrokerSp:
     """Return the pysaml2 SP for one upstream IdP. Raises FederationError(MISCONFIGURED)."""
     conf: dict[str, Any] = {
         "entityid": entity_id,
@@ -82,7 +83,10 @@ def build_client(*, entity_id: str, acs_url: str, keys: SpKeys, idp: IdpMetadata
         "metadata": {"inline": [idp.entity_xml]},
         "service": {
             "sp": {
-                "endpoints": {"assertion_consumer_service": [(acs_url, BINDING_HTTP_POST)]},
+                "endpoints": {
+                    "assertion_consumer_service": [(acs_url, BINDING_HTTP_POST)],
+                    **({"single_logout_service": [(slo_url, BINDING_HTTP_REDIRECT)]} if slo_url else {}),
+                },
                 **sp_signature_requirements(signed),
                 "allow_unsolicited": allow_unsolicited,
                 "name_id_format": [NAMEID_FORMAT_UNSPECIFIED],

@@ -260,6 +260,7 @@ def _sp_remote(sp_metadata: bytes, encrypt: bool) -> tuple[str, dict[str, Any]]:
         {"Binding": s.get("Binding"), "Location": s.get("Location"), "index": int(s.get("index", "0"))}
         for s in sp.findall(f"{{{MD}}}AssertionConsumerService")
     ]
+    slo = [{"Binding": s.get("Binding"), "Location": s.get("Location")} for s in sp.findall(f"{{{MD}}}SingleLogoutService")]
     keys = []
     for descriptor in sp.findall(f"{{{MD}}}KeyDescriptor"):
         cert = "".join((descriptor.findtext(f".//{{{DS}}}X509Certificate") or "").split())
@@ -273,6 +274,10 @@ def _sp_remote(sp_metadata: bytes, encrypt: bool) -> tuple[str, dict[str, Any]]:
         "saml20.sign.assertion": True,
         "saml20.sign.response": False,
         "assertion.encryption": encrypt,
+        # Single logout with the broker (Redirect binding), signed both ways.
+        **({"SingleLogoutService": slo} if slo else {}),
+        "sign.logout": True,
+        "validate.logout": True,
         "signature.algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         "NameIDFormat": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
         "attributes.NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:uri",
