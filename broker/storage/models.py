@@ -392,7 +392,7 @@ class DirectoryPersonRow(Base):
 
     __tablename__ = "directory_people"
     __table_args__ = (
-        UniqueConstraint("organisation", "directory_id", "object_id", name="uq_directory_people_object"),
+        UniqueConstraint("object_id", "directory_id", "organisation", name="uq_directory_people_object"),
         Index("ix_directory_people_org_username", "organisation", "username"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("deleted_at", sa.DateTime(), nullable=True),
         sa.Column("access_ended_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_directory_people")),
-        sa.UniqueConstraint("organisation", "directory_id", "object_id", name="uq_directory_people_object"),
+        sa.UniqueConstraint("object_id", "directory_id", "organisation", name="uq_directory_people_object"),
     )
     op.create_index("ix_directory_people_org_username", "directory_people", ["organisation", "username"], unique=False)
     op.create_table(
