@@ -213,6 +213,11 @@ def _sp_initiated(logout: SamlLogout, received: LogoutRequestIn) -> Response:
         if answer is None:
             raise _refused("no session is known for this person")
         return _send(answer)
+    for other in sorted(set(sids) - {sid}):
+        # No SessionIndex names one session (SAML Core §3.7.3.2): the person's other sessions with
+        # this SP end too; their OIDC applications get back-channel logout (no browser to chain through).
+        services().oidc.logout.end_session(other, reason="saml_sp_initiated", actor=None, ip=client_ip())
+        idp().participants.forget_session(other)
     chain = _end_session(logout, sid, initiator=received, reason="saml_sp_initiated")
     response = _continue(logout, chain)
     return clear_sso_cookie(response) if sso is not None and sso.sid == sid else response

@@ -185,3 +185,24 @@ def test_oidc_rp_initiated_logout_also_signs_out_the_saml_sps(slo_env, receiver)
     assert "<li>Service A</li>" in page and "<li>Hospital Discharge Hub</li>" in page
     assert 'href="http://127.0.0.1:8001/?state=s-1"' in page, "then back to the application that asked"
     assert _backchannel(receiver, services)["sid"]
+
+
+def test_a_logout_request_without_session_index_ends_every_session_of_the_person_at_that_sp(slo_env) -> None:
+    app, services, sps = slo_env
+    browsers = []
+    for _ in range(2):
+        client = app.test_client()
+        req_id, message = sps["a"].authn_request()
+        parsed = sps["a"].parse(posted_response(sign_in_and_answer(client, send(client, message)))[1]["SAMLResponse"],
+                                {req_id: "/"})
+        browsers.append((client, parsed))
+    sids = [r.details["sid"] for r in services.audit.records() if r.event == "signin"]
+    assert len(sids) == 2 and all(services.sso.by_sid(s) for s in sids)
+    client, parsed = browsers[0]
+    req_id, request = sps["a"].client.create_logout_request(SLO_URL, "http://127.0.0.1:8000/saml/metadata",
+                                                            name_id=parsed.name_id, sign=False)
+    info = sps["a"].client.apply_binding(BINDING_HTTP_REDIRECT, str(request), SLO_URL, relay_state="x", sign=True,
+                                         sigalg=SIG_RSA_SHA256)
+    final = send(client, {"url": dict(info["headers"])["Location"]})
+    assert final.status_code == 200 and "You are signed out" in final.get_data(as_text=True)
+    assert not any(services.sso.by_sid(s) for s in sids)
