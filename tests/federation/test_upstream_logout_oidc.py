@@ -333,3 +333,53 @@ def test_when_the_upstream_authentication_lapses_the_person_authenticates_there_
     _, renewed = _sign_in(peer)
     assert renewed.sid != sso.sid
     assert _upstream_record(peer, renewed.sid).authenticated_at > first.authenticated_at
+
+
+def _app_tokens(world: World, email: str = "nurse@nhs.test") -> tuple[requests.Session, dict[str, Any]]:
+    """An application's code flow through the broker and the upstream; return (browser, token response)."""
+    from tests.support.flask_flow import authorize_params, pkce_pair
+
+    browser = requests.Session()
+    verifier, challenge = pkce_pair()
+    first = browser.get(f"{world.broker}/authorize", params=authorize_params(challenge), allow_redirects=False, timeout=10)
+    assert first.is_redirect
+    page = browser.get(f"{world.broker}/login", timeout=10)
+    started = browser.post(f"{world.broker}/login", data={"csrf_token": csrf_token(page.text), "email": email},
+                           allow_redirects=False, timeout=10)
+    done = follow(browser, started.headers["Location"], stop_prefix=TEST_REDIRECT_URI)
+    code = parse_qs(urlsplit(done.headers["Location"]).query)["code"][0]
+    tokens = requests.post(f"{world.broker}/token", timeout=10, auth=("discharge-hub", SECRET), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": TEST_REDIRECT_URI, "code_verifier": verifier})
+    assert tokens.status_code == 200, tokens.text
+    return browser, tokens.json()
+
+
+SECRET = "logout-world-client-secret-0123456789abcdef"
+
+
+def _refresh(world: World, token: str) -> requests.Response:
+    return requests.post(f"{world.broker}/token", timeout=10, auth=("discharge-hub", SECRET),
+                         data={"grant_type": "refresh_token", "refresh_token": token})
+
+
+def test_an_applications_refresh_token_ends_with_the_upstream_session(peer: World) -> None:
+    browser2, tokens2 = _app_tokens(peer)
+    sso = peer.services.sso.find(browser2.cookies.get("supercloud-session"))
+    upstream = _upstream_record(peer, sso.sid)
+    token = _mint(peer, client_id=BROKER_CLIENT, sub=upstream.subject, sid=upstream.session_id)
+    assert _post(peer, token).status_code == 200  # the upstream says the person signed out there
+    refused = _refresh(peer, tokens2["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_a_refresh_token_does_not_outlive_the_upstream_authentication(peer: World) -> None:
+    from broker.storage.models import SsoSessionRow
+
+    browser, tokens = _app_tokens(peer)
+    first = _refresh(peer, tokens["refresh_token"])
+    assert first.status_code == 200, first.text
+    sso = peer.services.sso.find(browser.cookies.get("supercloud-session"))
+    with peer.services.db.begin() as session:  # the upstream's max age passes (the cap the broker set)
+        session.get(SsoSessionRow, sso.sid).expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    refused = _refresh(peer, first.json()["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
