@@ -125,3 +125,29 @@ def test_an_sp_added_with_the_cli_is_decided_as_its_service(settings_factory, sp
     assert page.status_code == 403, "a social worker is not an admissions officer"
     decided = [r for r in services.audit.records() if r.event == "policy_decision"][-1]
     assert decided.details["service"] == "admissions"
+
+
+def test_sps_add_from_a_url_checks_the_federation_signature(settings_factory, sps, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    app, services, config = _env(settings_factory, sps)
+    signed, federation = _federation_signed(sps["b"], tmp_path)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        (tmp_path / "tampered.xml").write_bytes(signed.read_bytes().replace(b"http://b.sp.test/acs", b"http://evil.test/acs"))
+        bad = _run(config, "sps", "add", "--metadata", f"{base}/tampered.xml", "--signer-certificate", str(federation))
+        assert bad.exit_code != 0 and "refused" in bad.output
+        ok = _run(config, "sps", "add", "--metadata", f"{base}/signed.xml", "--signer-certificate", str(federation), "--json")
+        assert ok.exit_code == 0, ok.output
+        assert json.loads(ok.output)["assertion_consumers"] == [sps["b"].acs]
+    finally:
+        server.shutdown()
+        server.server_close()
