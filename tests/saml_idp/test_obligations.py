@@ -46,3 +46,28 @@ def test_break_glass_parks_the_authn_request_then_issues_with_the_grant(settings
 
 def _class_ref(parsed) -> str:  # type: ignore[no-untyped-def]
     return parsed.assertion.authn_statement[0].authn_context.authn_context_class_ref.text
+
+
+def test_force_authn_sends_an_upstream_person_back_to_their_upstream_with_force_authn(saml_env) -> None:
+    app, services, sps = saml_env
+    sp = sps["a"]
+    fake = install_fake_upstream(services)
+    client = app.test_client()
+
+    def upstream_round_trip(start):  # type: ignore[no-untyped-def]
+        code = parse_qs(urlsplit(start.headers["Location"]).query)["code"][0]
+        back = client.get(f"/login/callback/{fake.id}?code={code}")
+        return client.get(back.headers["Location"])
+
+    req_id, message = sp.authn_request()
+    assert send(client, message).headers["Location"].endswith("/login")
+    page = client.get("/login/choose").get_data(as_text=True)
+    posted_response(upstream_round_trip(client.post("/login/choose", data={"csrf_token": csrf_token(page), "source": fake.id})))
+    assert fake.requests[-1].force_authn is False
+    req_id, message = sp.authn_request(force_authn="true")
+    again = send(client, message)
+    assert "/login/upstream/fake-cis2" in again.headers["Location"], "back to the upstream, not a silent reuse"
+    started = client.get(again.headers["Location"])
+    assert fake.requests[-1].force_authn is True, "the upstream is asked to re-authenticate"
+    acs, fields = posted_response(upstream_round_trip(started))
+    assert sp.parse(fields["SAMLResponse"], {req_id: "/"}).in_response_to == req_id
