@@ -57,8 +57,14 @@ class DirectoryPerson:
     access_ended_at: dt.datetime | None
 
 
+#: Where a person's groups (names, nested and primary included) are kept among their attributes.
+GROUPS_ATTRIBUTE = "groups"
+
+
 def _attributes(record: AccountRecord) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(record.attributes.items())}
+    attributes: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(record.attributes.items())}
+    attributes.setdefault(GROUPS_ATTRIBUTE, sorted({g.name for g in record.groups}))  # unless given as an attribute
+    return attributes
 
 
 class DirectoryPeople:

@@ -13,6 +13,10 @@ each page in the identity store (``broker.directory_people``) and then:
   done once per leaving (idempotent: the next run does nothing more for them);
 * the watermark is saved only after the whole run succeeded, so a failed run is repeated.
 
+Each person's groups are resolved as at sign-in (nested, primary group) and stored with
+their attributes (``groups``), so ``supercloud policy who-can / what-can`` see the teams and
+job roles a sign-in would give them (``broker.identity_store``).
+
 A full run that would remove more than ``max_removed_fraction`` of a directory's people is
 refused (nothing is marked deleted, no access ended, audited): a base DN or filter typo
 must not look like a mass leaving. ``--allow-mass-removal`` lifts it for one run.
@@ -146,7 +150,7 @@ class DirectorySyncService:
         except (KeyError, ValueError):
             log.warning("directory %s: stored sync cursor is unreadable; running a full sync", directory_id)
             since = None
-        sync = DirectorySync(directory, page_size=self._page_size)
+        sync = DirectorySync(directory, page_size=self._page_size, groups=True)
         now = self._now()
         seen: set[str] = set()
         leavers: list[PersonChange] = []

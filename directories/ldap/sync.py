@@ -21,8 +21,12 @@ also asks for the tombstones changed since the cursor, with the Show Deleted con
 ``SyncResult.deleted``. Where the service account may not read tombstones (AD grants it
 to administrators only unless delegated) and on OpenLDAP (deletions are visible only
 through syncrepl/accesslog), a leaver found by absence needs a full run: the consumer
-compares the ids a full run delivered with those it holds. Group membership is resolved
-live at sign-in and at every re-check (``broker.leavers``), not copied. AD lockout is read
+compares the ids a full run delivered with those it holds. With ``groups=True`` each
+person's groups are resolved as at sign-in (configured group mode: nested, primary group);
+on AD a membership change alone does not change the person's ``uSNChanged`` (``member``
+lives on the group), so an incremental run sees it only when something else about the
+person changed, a full run always. Sign-in and every re-check (``broker.leavers``) read
+groups live regardless. AD lockout is read
 from the attributes returned by the subtree search (``lockoutTime``), so an expired lockout
 may still read as LOCKED here; the live checks use the computed attribute. An OpenLDAP
 account locked by an administrator (ppolicy ``pwdAccountLockedTime: 000001010000Z``, a
@@ -46,8 +50,11 @@ from collections.abc import Callable
 import ldap3
 
 from directories.errors import DirectoryError, DirectoryErrorCode
+from directories.ldap import build_group_resolver
 from directories.ldap.attributes import first_text, map_attributes
 from directories.ldap.directory import LdapDirectory
+from directories.ldap.groups import GroupResolver, NoGroups
+from directories.ldap.operations import Entry
 from directories.ldap.status import AD_STATUS_ATTRIBUTES, PPOLICY_STATUS_ATTRIBUTES, ad_account_status, ppolicy_account_status
 from directories.ldap.transport import SERVER_DOWN_RESULTS, ServerFailure
 from directories.records import AccountRecord, AccountStatus
@@ -114,7 +121,10 @@ class DirectorySync:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        groups: bool = False,
     ) -> None:
+        """``groups``: also resolve each person's groups (nested, primary group) as a sign-in
+        would, with the directory's configured group mode (a few searches per person)."""
         if not 1 <= page_size <= 5000:
             raise ValueError("page_size must be between 1 and 5000")
         self._directory = directory
@@ -130,9 +140,10 @@ class DirectorySync:
         self._change_attribute = "uSNChanged" if self._is_ad else "modifyTimestamp"
         self._attribute_map = self._config.effective_attribute_map
         status = AD_STATUS_ATTRIBUTES if self._is_ad else PPOLICY_STATUS_ATTRIBUTES
+        self._groups: GroupResolver = build_group_resolver(self._config) if groups else NoGroups()
         self._attributes = tuple(dict.fromkeys([
             self._object_id_attribute, self._config.user_attribute, self._change_attribute,
-            *status, *self._attribute_map.values(),
+            *status, *self._groups.user_attributes, *self._attribute_map.values(),
         ]))
 
     def run(self, on_page: Callable[[list[AccountRecord]], None], since: SyncCursor | None = None) -> SyncResult:
@@ -196,6 +207,7 @@ class DirectorySync:
                     f"{self._config.id}: paged search failed: {result.get('description')} {result.get('message', '')}".strip(),
                 )
             records = []
+            entries: list[Entry] = []
             stamps: dict[str, str] = {}
             for item in conn.response or ():
                 if item.get("type") != "searchResEntry":
@@ -205,9 +217,12 @@ class DirectorySync:
                 change = first_text(raw, self._change_attribute) or ""
                 if record is not None:
                     records.append(record)
+                    entries.append(Entry(dn=item["dn"], raw=raw))
                     stamps[record.object_id] = change
                 if _newer(change, high, numeric=self._is_ad):
                     high = change
+            if records and not isinstance(self._groups, NoGroups):
+                records = self._with_groups(records, entries)
             if records:
                 self.page_changes = stamps
                 on_page(records)
@@ -226,6 +241,15 @@ class DirectorySync:
         cursor = SyncCursor(self._change_attribute, high, server=server) if high else None
         return SyncResult(records=total, pages=pages, cursor=cursor, full=since is None, server=server,
                           deleted=deleted, deletions_checked=checked)
+
+    def _with_groups(self, records: list[AccountRecord], entries: list[Entry]) -> list[AccountRecord]:
+        """Return ``records`` with their groups, resolved on another pooled connection (the paged
+        search's own connection keeps its paging state untouched)."""
+        def resolve(conn: ldap3.Connection) -> list[AccountRecord]:
+            return [dataclasses.replace(record, groups=self._groups.groups(conn, entry))
+                    for record, entry in zip(records, entries, strict=True)]
+
+        return self._directory.pool.run("service", resolve)
 
     def _tombstones(self, conn: ldap3.Connection, since: SyncCursor, high: str) -> tuple[tuple[str, ...], bool, str]:
         """Return (object ids of user tombstones changed since ``since``, searched?, new high USN).

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from broker.cli import cli
 from broker.directory_people import DirectoryPeople
 from broker.directory_sync import DirectorySyncService
+from broker.identity_store import people_in_store
 from broker.storage.models import DirectoryPersonRow
 from federation import jose
 from tests.directories.broker_peers import (
@@ -114,7 +115,15 @@ def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_cam
     alice = people["asmith@camden.test"]
     assert alice.attributes["department"] == "Adult Social Care" and alice.status == "active"
     assert alice.source_server.startswith("ldaps://") and alice.source_change.isdigit()
+    # groups as a sign-in sees them: nested (Care Staff through Adult Social Care) and the primary group
+    assert alice.attributes["groups"] == ["Adult Social Care", "Care Staff", "Discharge Team", "Domain Users"]
     assert people["jleaver@camden.test"].status == "disabled"
+    # the policies' who-can / what-can see the synced people with the teams and roles their groups give
+    in_store = people_in_store(services.db, services.registry)
+    facts = in_store.find("asmith@camden.test").facts  # type: ignore[union-attr]
+    assert {"social-worker", "care-staff"} <= set(facts["job_roles"].value)
+    assert {"camden-hospital-discharge", "camden-adult-social-care"} <= set(facts["teams"].value)
+    assert in_store.find("jleaver@camden.test") is None and in_store.leavers >= 1
 
     leaver = create_ad_user(samba_camden, PASSWORD)
     deleted = create_ad_user(samba_camden, PASSWORD)
@@ -174,7 +183,9 @@ def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: Sl
     emails = {name: f"{uid}@hackney.test" for name, uid in uids.items()}
     try:
         first = one(sync.sync("hackney", full=True))
-        assert first.full and first.read >= 3 and "rosa.khan@hackney.test" in stored(services, "hackney")
+        assert first.full and first.read >= 3
+        rosa = stored(services, "hackney")["rosa.khan@hackney.test"]  # nested three deep, and a cycle
+        assert rosa.attributes["groups"] == ["Admissions", "Admissions Officers", "Cycle A", "Cycle B", "Education Staff"]
         for name in ("locked", "deleted", "mover"):
             uid = uids[name]
             assert admin.add(HACKNEY.person_dn(uid), ["top", "inetOrgPerson"], {
@@ -189,6 +200,7 @@ def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: Sl
         assert not second.full and second.new == 3
 
         assert admin.modify(HACKNEY.person_dn(uids["mover"]), {"title": [(ldap3.MODIFY_REPLACE, ["Head of Year"])]})
+        assert admin.modify(HACKNEY.group_dn("Libraries"), {"member": [(ldap3.MODIFY_ADD, [HACKNEY.person_dn(uids["mover"])])]})
         assert admin.modify(HACKNEY.person_dn(uids["locked"]),
                             {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, ["000001010000Z"])]}), admin.result
         assert admin.delete(HACKNEY.person_dn(uids["deleted"]))
@@ -200,6 +212,7 @@ def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: Sl
         people = stored(services, "hackney")
         assert third.new == 1 and third.disabled == 1 and third.deleted == 0
         assert people[emails["mover"]].attributes["job_title"] == "Head of Year"
+        assert people[emails["mover"]].attributes["groups"] == ["Libraries"]
         assert people[emails["locked"]].status == "disabled"
         client, issued = tokens["locked"]
         assert refresh(client, issued["refresh_token"]).status_code == 400
