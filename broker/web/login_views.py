@@ -20,6 +20,12 @@ def _application_name() -> str | None:
     if not pending:
         return None
     client = services().clients.get(pending.get("client_id", ""))
+    if client is None and services().saml_idp is not None:  # a parked SAML request names its SP
+        try:
+            provider = services().saml_idp.providers.get(pending.get("client_id", ""))
+        except BrokerError:
+            provider = None
+        return provider.name if provider else None
     return client.name if client else None
 
 

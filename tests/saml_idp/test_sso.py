@@ -147,3 +147,11 @@ def test_metadata_is_refreshed_from_its_file(settings_factory, sps) -> None:
     _, message = sp.authn_request(assertion_consumer_service_url=new_acs)
     acs, _ = posted_response(send(client, message))
     assert acs == new_acs
+
+
+def test_the_sign_in_page_names_the_sp(saml_env) -> None:
+    app, _, sps = saml_env
+    client = app.test_client()
+    _, message = sps["a"].authn_request()
+    send(client, message)
+    assert "To continue to Service A" in client.get("/login").get_data(as_text=True)
