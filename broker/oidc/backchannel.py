@@ -152,30 +152,36 @@ class BackchannelOutbox:
         return report
 
     def claim(self, limit: int = BATCH) -> list[Delivery]:
-        """Claim up to ``limit`` due rows for this worker (a lease of ``lease_seconds``); return them.
-
-        Each claim is one conditional UPDATE, so a row is claimed by one worker only.
-        """
+        """Claim up to ``limit`` due rows for this worker (a lease of ``lease_seconds``); return them."""
         now = self._clock()
+        return [d for d in (self.claim_row(row_id, now) for row_id in self.due_ids(limit, now)) if d is not None]
+
+    def due_ids(self, limit: int = BATCH, now: dt.datetime | None = None) -> list[int]:
+        """Return the ids of rows that are due and not leased (a snapshot: another worker may claim them first)."""
+        now = now or self._clock()
         with self._db() as session:
-            ids = session.execute(
+            return list(session.execute(
                 select(BackchannelOutboxRow.id).where(self._claimable(now)).order_by(BackchannelOutboxRow.next_attempt_at).limit(limit)
-            ).scalars().all()
-        claimed = []
+            ).scalars())
+
+    def claim_row(self, row_id: int, now: dt.datetime | None = None) -> Delivery | None:
+        """Claim one row if it is still due and unleased; return it, or None if another worker has it.
+
+        One conditional UPDATE: on SQLite writers are serialised, on PostgreSQL the row lock makes
+        the second UPDATE re-check its WHERE against the first one's result.
+        """
+        now = now or self._clock()
         lease = now + dt.timedelta(seconds=self.lease_seconds)
-        for row_id in ids:
-            with self._db.begin() as session:
-                result = session.execute(
-                    update(BackchannelOutboxRow)
-                    .where(BackchannelOutboxRow.id == row_id, self._claimable(now))
-                    .values(claimed_by=self.worker_id, claimed_until=lease)
-                )
-                if result.rowcount != 1:
-                    continue  # another worker claimed it first
-                row = session.get(BackchannelOutboxRow, row_id)
-                claimed.append(Delivery(row.id, row.sid, row.client_id, row.url, row.public_subject, row.alg, row.jti, row.reason,
-                                        row.attempts))
-        return claimed
+        with self._db.begin() as session:
+            result = session.execute(
+                update(BackchannelOutboxRow)
+                .where(BackchannelOutboxRow.id == row_id, self._claimable(now))
+                .values(claimed_by=self.worker_id, claimed_until=lease)
+            )
+            if result.rowcount != 1:
+                return None
+            row = session.get(BackchannelOutboxRow, row_id)
+            return Delivery(row.id, row.sid, row.client_id, row.url, row.public_subject, row.alg, row.jti, row.reason, row.attempts)
 
     def _attempt(self, delivery: Delivery) -> DeliveryReport:
         attempt = delivery.attempts + 1

@@ -161,6 +161,18 @@ def test_workers_racing_for_the_same_rows_deliver_each_exactly_once(app, service
     assert all(r.state == "delivered" and r.attempts == 1 for r in _rows(services))
 
 
+def test_of_two_workers_that_saw_the_same_due_rows_only_one_claims_each(app, services, receiver) -> None:
+    for sid in _signed_in(app, services, 3):
+        services.oidc.logout.end_session(sid, reason="admin", actor="officer-1", deliver=False)
+    first, second = _worker(services), _worker(services)
+    seen_by_first, seen_by_second = first.due_ids(), second.due_ids()
+    assert seen_by_first == seen_by_second and len(seen_by_first) == 3, "both looked before either claimed"
+    claimed = [first.claim_row(i) for i in seen_by_first]
+    assert all(d is not None for d in claimed)
+    assert [second.claim_row(i) for i in seen_by_second] == [None, None, None]
+    assert {r.claimed_by for r in _rows(services)} == {first.worker_id}
+
+
 def test_a_crash_after_the_session_ended_is_recovered_by_another_process(app, settings, services, receiver) -> None:
     from broker.services import build_services
 

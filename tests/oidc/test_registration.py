@@ -413,3 +413,39 @@ def test_a_registered_scope_limits_what_the_client_gets(app, services) -> None:
     code, verifier, _ = code_flow(client, client_id=body["client_id"], redirect_uri=LOOPBACK, scope="openid profile email")
     tokens = exchange(client, code, verifier, redirect_uri=LOOPBACK, headers=basic_auth(body["client_id"], body["client_secret"])).get_json()
     assert set(tokens["scope"].split()) == {"openid", "email"}
+
+
+# --- one rule set for configuration, the command line and dynamic registration ----------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("http://rota.camden.test/cb", "must be https://"),
+        ("http://127.attacker.test/cb", "must be https://"),
+        ("https://rota.camden.test/cb#x", "fragment"),
+        ("https://u:p@rota.camden.test/cb", "credentials"),
+        ("ftp://rota.camden.test/cb", "absolute http"),
+    ],
+)
+def test_configuration_command_line_and_registration_refuse_a_redirect_uri_alike(app, services, uri, says) -> None:
+    from pydantic import ValidationError
+
+    from config.schema import ApplicationConfig
+
+    with pytest.raises(ValidationError) as in_config:
+        ApplicationConfig.model_validate({"client_id": "app-one", "name": "App", "redirect_uris": [uri], "client_secret": {"env": "S"}})
+    with pytest.raises(ValueError) as by_cli:
+        services.clients.add("App", [uri])
+    by_dcr = _register(app.test_client(), _token(services), {**BASE, "redirect_uris": [uri]}).get_json()
+    assert says in str(in_config.value) and says in str(by_cli.value) and says in by_dcr["error_description"]
+    assert by_dcr["error"] == "invalid_redirect_uri"
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:8011/cb", "http://127.3.4.5/cb", "http://[::1]:8011/cb", "http://localhost:8011/cb"])
+def test_loopback_http_is_accepted_everywhere(app, services, uri) -> None:
+    from config.schema import ApplicationConfig
+
+    assert ApplicationConfig.model_validate({"client_id": "app-one", "name": "App", "redirect_uris": [uri], "client_secret": {"env": "S"}})
+    assert services.clients.add("App", [uri]).client.redirect_uris == (uri,)
+    assert _register(app.test_client(), _token(services), {**BASE, "redirect_uris": [uri]}).status_code == 201
