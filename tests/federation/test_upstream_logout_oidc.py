@@ -20,6 +20,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -38,6 +39,8 @@ from tests.support.settings import TEST_REDIRECT_URI, demo_organisations
 pytestmark = pytest.mark.peer("node")
 
 BROKER_CLIENT = "supercloud-broker"
+GENERIC_SECRET = "generic-direct-secret-0123456789abcdefghij"
+DIRECT = "http://127.0.0.1:9/direct"  # callback for a source driven without the broker
 MAX_AGE = 300
 CIS2_ATTRIBUTES = ["name", "given_name", "family_name", "email", "gmc_id", "nmc_id", "uid", "ods_code", "role_name",
                    "selected_role_id", "associated_ods_codes", "nhs_user_id", "id_assurance_level", "upstream_amr"]
@@ -98,6 +101,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "backchannel_logout_uri": f"{broker}/login/backchannel-logout/nhs-cis2",
             "backchannel_logout_session_required": True,
             "grant_types": ["authorization_code"], "response_types": ["code"],
+        }, {
+            "client_id": "generic-direct", "client_secret": GENERIC_SECRET, "token_endpoint_auth_method": "client_secret_post",
+            "redirect_uris": [DIRECT], "grant_types": ["authorization_code"], "response_types": ["code"],
         }]
         with served_broker(app, broker_port) as url:
             upstream = start_oidc_upstream(folder, clients, port=upstream_port)
@@ -383,3 +389,35 @@ def test_a_refresh_token_does_not_outlive_the_upstream_authentication(peer: Worl
         session.get(SsoSessionRow, sso.sid).expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     refused = _refresh(peer, first.json()["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_a_generic_upstream_refuses_an_authentication_older_than_max_age(peer: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Without CIS2's prompt=login, max_age alone must make the upstream authenticate again."""
+    from config.oidc_source import OidcSourceConfig
+    from federation.errors import FederationError
+    from federation.sources import UpstreamRequest
+    from federation.upstream_oidc.build import build_oidc_source
+
+    monkeypatch.setenv("GENERIC_DIRECT_SECRET", GENERIC_SECRET)
+    cfg = OidcSourceConfig.model_validate({
+        "type": "oidc", "id": "generic-direct", "issuer": peer.upstream.issuer, "client_id": "generic-direct",
+        "client_auth_method": "client_secret_post", "client_secret": {"env": "GENERIC_DIRECT_SECRET"},
+        "scopes": ["openid", "profile", "email"], "claims": {"optional": ["name", "email"]},
+        "session_max_age_seconds": MAX_AGE})
+    cfg.client_secret.resolve(Path("."))
+    source = build_oidc_source(cfg, "nhs", {}, production=False)
+
+    def direct() -> tuple[dict[str, str], dict[str, Any], str]:
+        started = source.start(UpstreamRequest(callback_url=DIRECT, login_hint="consultant@nhs.test"))
+        response = follow(requests.Session(), started.url, stop_prefix=DIRECT)
+        params = {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
+        return params, dict(started.state), started.url
+
+    params, state, url = direct()
+    assert parse_qs(urlsplit(url).query)["max_age"] == [str(MAX_AGE)] and "prompt" not in parse_qs(urlsplit(url).query)
+    identity, upstream = source.finish_session(params, state, DIRECT)
+    assert upstream.not_after == upstream.authenticated_at + dt.timedelta(seconds=MAX_AGE)
+    peer.upstream.tamper(id_token={"set": {"auth_time": int(time.time()) - MAX_AGE - 600}})
+    params, state, _ = direct()
+    with pytest.raises(FederationError, match="older than max_age"):
+        source.finish_session(params, state, DIRECT)
