@@ -26,10 +26,11 @@ MAX_TOKEN_CHARS = 16_384
 @bp.route("/login/backchannel-logout/<source_id>", methods=["POST"])
 def backchannel(source_id: str) -> Response:
     """Receive an upstream's logout token and end the broker sessions that came from that upstream session."""
-    token = request.form.get("logout_token", "")
+    tokens = request.form.getlist("logout_token")
+    token = tokens[0] if len(tokens) == 1 and len(tokens[0]) <= MAX_TOKEN_CHARS else ""  # else refused (and audited) as malformed
     logout = services().upstream_logout
     accepted = False
-    if logout is not None and len(request.form.getlist("logout_token")) == 1 and len(token) <= MAX_TOKEN_CHARS:
+    if logout is not None:
         try:
             logout.backchannel(source_id[:64], token, ip=client_ip())
             accepted = True

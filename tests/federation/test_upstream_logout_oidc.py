@@ -421,3 +421,13 @@ def test_a_generic_upstream_refuses_an_authentication_older_than_max_age(peer: W
     params, state, _ = direct()
     with pytest.raises(FederationError, match="older than max_age"):
         source.finish_session(params, state, DIRECT)
+
+
+def test_a_missing_or_repeated_logout_token_is_refused_and_audited(peer: World) -> None:
+    url = f"{peer.broker}/login/backchannel-logout/nhs-cis2"
+    token = _mint(peer, client_id=BROKER_CLIENT, sub="555000000001", sid="whatever")
+    for data in ({}, [("logout_token", token), ("logout_token", token)]):
+        response = requests.post(url, data=data, timeout=10)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+        record = _events(peer, "upstream_backchannel_logout")[-1]
+        assert record.outcome == "failure" and "not a compact JWS" in record.details["reason"]
