@@ -46,8 +46,8 @@ CLAIM_ATTRIBUTE: dict[str, str] = {
     "email": "email",
     "organisation": "organisation",
     "organisation_name": "organisation",
-    "job_title": "role",
-    "department": "team",
+    "job_title": "job_title",
+    "department": "department",
     "groups": "groups",
     "admissions_role": "admissions_role",  # released to SAML SPs (broker.saml.attributes)
 }

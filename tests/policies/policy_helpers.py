@@ -37,8 +37,8 @@ def camden_social_worker(**overrides: Any) -> PersonFacts:
         "job_roles": ("social-worker",),
         "name": "Alex Smith",
         "email": "alex.smith@camden.test",
-        "role": "Social Worker",
-        "team": "Adult Social Care",
+        "job_title": "Social Worker",
+        "department": "Adult Social Care",
     }
     facts.update(overrides)
     return person("camden-ad|asmith", "camden-ad", **facts)
@@ -53,7 +53,7 @@ def nhs_person(subject: str = "nhs-cis2|555000000001", **overrides: Any) -> Pers
         "nrbac_roles": ("R8000",),
         "name": "Dr Farah Khan",
         "email": "farah.khan@nhs.test",
-        "role": "Consultant",
+        "job_title": "Consultant",
     }
     facts.update(overrides)
     return person(subject, "nhs-cis2", **facts)

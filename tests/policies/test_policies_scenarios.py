@@ -158,8 +158,8 @@ def test_break_glass_never_writes_and_needs_a_clinical_role(engine: PolicyEngine
 @pytest.mark.parametrize(
     ("who", "service", "released"),
     [
-        (camden_social_worker(), "discharge-hub", ("email", "name", "organisation", "role")),
-        (camden_social_worker(), "case-records", ("organisation", "team")),
+        (camden_social_worker(), "discharge-hub", ("email", "job_title", "name", "organisation")),
+        (camden_social_worker(), "case-records", ("department", "organisation")),
         (
             person("hackney|do", "hackney-ldap", organisation="hackney", job_roles=("admissions-officer",),
                    admissions_role="School Admissions Officer", name="Dami", email="d@hackney.test"),
@@ -186,8 +186,8 @@ def test_each_service_receives_only_the_attributes_its_policy_names(
 
 def test_requested_attributes_narrow_release_and_missing_ones_are_not_released(engine: PolicyEngine) -> None:
     worker = camden_social_worker()
-    decision = engine.decide(sign_in(worker, "discharge-hub", requested_attributes=("email", "groups", "role", "nhs_number")))
-    assert decision.released == ("email", "role")
+    decision = engine.decide(sign_in(worker, "discharge-hub", requested_attributes=("email", "groups", "job_title", "nhs_number")))
+    assert decision.released == ("email", "job_title")
     assert decision.withheld == ("groups", "nhs_number")
 
 

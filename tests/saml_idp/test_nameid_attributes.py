@@ -64,12 +64,14 @@ def test_exactly_the_attributes_the_policy_releases(settings_factory, sps) -> No
     app, services, sps = build_env(settings_factory, sps, policies=True)
     parsed, _ = _sign_in(app, sps["a"])
     decided = [r for r in services.audit.records() if r.event == "policy_decision"][-1]
-    assert decided.details["released"] == ["organisation"], "what the London policy releases to case-records here"
-    # Only the organisation reaches the SP (its id and its name) — not her name, email or
-    # department, which the broker knows and would send an SP without a policy.
-    assert set(parsed.ava) == {"schacHomeOrganization", "o"}
+    assert decided.details["released"] == ["department", "organisation"], "what the London policy releases to case-records"
+    # Only the organisation (its id and its name) and her department (SCENARIOS: "organisation,
+    # team") reach the SP — not her name or email, which the broker knows and would send an SP
+    # without a policy.
+    assert set(parsed.ava) == {"schacHomeOrganization", "o", "ou"}
     assert parsed.ava["schacHomeOrganization"] == ["camden"]
     assert parsed.ava["o"] == ["London Borough of Camden"]
+    assert parsed.ava["ou"] == ["Adult Social Care"]
     statement = parsed.assertion.attribute_statement[0]
     assert {a.name_format for a in statement.attribute} == {"urn:oasis:names:tc:SAML:2.0:attrname-format:uri"}
     decision = [r for r in services.audit.records() if r.event == "access_decision" and r.client_id == sps["a"].entity_id][-1]

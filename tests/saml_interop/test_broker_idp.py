@@ -48,10 +48,10 @@ AMARA = "amara.okafor@camden.test"
 SOFIA = "sofia.rossi@hackney.test"
 
 # What release.cedar lets each service receive, under the broker's `uri` attribute profile
-# (broker/saml/attributes.py): case-records gets organisation and team; admissions gets
-# organisation and admissions_role (Sofia's directory entry carries no admissions_role, so
-# none is sent). The policy attribute `organisation` is released as the organisation's id
-# (schacHomeOrganization) and name (o); `team` as the department (ou).
+# (broker/saml/attributes.py): case-records gets organisation and department (SCENARIOS'
+# "team"); admissions gets organisation and admissions_role. The policy attribute
+# `organisation` is released as the organisation's id (schacHomeOrganization) and name (o);
+# `department` as ou.
 SCHAC_HOME_ORGANIZATION = "urn:oid:1.3.6.1.4.1.25178.1.2.9"
 ORGANIZATION_NAME = "urn:oid:2.5.4.10"
 ORGANIZATIONAL_UNIT = "urn:oid:2.5.4.11"
@@ -63,6 +63,7 @@ AMARA_AT_CASE_RECORDS = {
 SOFIA_AT_ADMISSIONS = {
     SCHAC_HOME_ORGANIZATION: ["hackney"],
     ORGANIZATION_NAME: ["London Borough of Hackney"],
+    "urn:supercloud:attribute:admissions_role": ["School Admissions Officer"],
 }
 
 KINDS = ["simplesamlphp", "python3-saml"]
@@ -250,9 +251,6 @@ def test_admissions_officer_signs_in_to_admissions(sps: dict[str, Sp], saml_idp:
     assert_signed_and_encrypted(response, saml_idp, sp.base_url)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "release.cedar releases `team` to case-records, but for a live person the policy decision releases only "
-    "`organisation`: the person's facts carry `teams`, not `team` (audit policy_decision, see /work/notes-saml.md)"))
 @pytest.mark.parametrize("kind", KINDS)
 def test_case_records_receives_exactly_organisation_and_team(sps: dict[str, Sp], saml_idp: LiveSamlIdp, kind: str) -> None:
     seen = sign_in(SamlBrowser(), sps[kind], "case-records", saml_idp, email=AMARA)
