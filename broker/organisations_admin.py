@@ -43,6 +43,7 @@ from broker.storage.types import utcnow
 from config.schema import DOMAIN, EMAIL, SLUG
 from federation.organisations import Contact, Organisation, OrganisationRegistry
 from federation.sources import IdentitySource
+from federation.upstream_oidc.build import health_ods_index
 
 log = logging.getLogger(__name__)
 KINDS = ("borough", "health", "operator")
@@ -221,8 +222,20 @@ class OrganisationAdmin:
                     select(OrganisationsVersionRow.version).where(OrganisationsVersionRow.id == _VERSION_ROW)
                 ).scalar_one_or_none()
                 rows = list(session.execute(select(OrganisationRow).where(OrganisationRow.retired_at.is_(None))).scalars())
-            self._registry.replace(self._organisation(_record(row)) for row in rows)
+            organisations = [self._organisation(_record(row)) for row in rows]
+            self._registry.replace(organisations)
+            self._reindex_ods(organisations)
             self._version = version
+
+    def _reindex_ods(self, organisations: list[Organisation]) -> None:
+        """Give each upstream that places people by ODS code the live index: a health organisation
+        that is the source's own or accepts it (as ``federation.registry`` does at start-up)."""
+        for org in organisations:
+            for source in org.sources:
+                if hasattr(source, "use_organisations_by_ods"):
+                    source.use_organisations_by_ods(health_ods_index(
+                        (o.id, o.kind, o.ods_codes) for o in organisations
+                        if o.id == org.id or source.id in o.accepts_sources))
 
     def _organisation(self, record: OrganisationRecord) -> Organisation:
         base = self._configured.get(record.id)

@@ -97,6 +97,10 @@ class OidcUpstream:
         """What people choose on the sign-in list."""
         return self._cfg.effective_display_name
 
+    def use_organisations_by_ods(self, organisations_by_ods: Mapping[str, str]) -> None:
+        """Replace the ODS code → organisation index (the registry changed; see ``health_ods_index``)."""
+        self._ods = dict(organisations_by_ods)
+
     def use_signing_keys(self, keys: client_auth.SigningKeys) -> None:
         """Sign ``private_key_jwt`` client assertions with the broker's key ring ``keys``."""
         self._signing_keys = keys

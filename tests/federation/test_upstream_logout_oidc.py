@@ -431,3 +431,17 @@ def test_a_missing_or_repeated_logout_token_is_refused_and_audited(peer: World) 
         assert response.status_code == 400 and response.json()["error"] == "invalid_request"
         record = _events(peer, "upstream_backchannel_logout")[-1]
         assert record.outcome == "failure" and "not a compact JWS" in record.details["reason"]
+
+
+def test_ods_codes_changed_by_an_administrator_place_cis2_people_at_once(peer: World) -> None:
+    admin = peer.services.organisations
+    _, before = _sign_in(peer)
+    assert before.identity.organisation == "royal-free"  # the selected role's ODS code RAL
+    try:
+        admin.update("royal-free", {"ods_codes": []}, actor="admin:test")
+        admin.update("uclh", {"ods_codes": ["RRV", "RAL"]}, actor="admin:test")
+        _, after = _sign_in(peer)
+        assert after.identity.organisation == "uclh"
+    finally:
+        admin.update("uclh", {"ods_codes": ["RRV"]}, actor="admin:test")
+        admin.update("royal-free", {"ods_codes": ["RAL"]}, actor="admin:test")
