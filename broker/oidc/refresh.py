@@ -14,7 +14,7 @@ import enum
 import secrets
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.storage.models import RefreshTokenRow
@@ -22,6 +22,18 @@ from broker.storage.types import utcnow
 from federation.keys import MasterKey
 
 REFRESH_LABEL = "refresh-token"
+_TOKENS = RefreshTokenRow.__table__
+# Built once and run on a plain connection: both are on every code exchange and refresh,
+# where an ORM session per statement cost more than the statement.
+_ISSUE = insert(_TOKENS)
+_USE = (
+    update(_TOKENS)
+    .where(_TOKENS.c.token_hash == bindparam("b_hash"), _TOKENS.c.used_at.is_(None), _TOKENS.c.revoked_at.is_(None),
+           _TOKENS.c.expires_at > bindparam("b_now"))
+    .values(used_at=bindparam("b_now"))
+    .returning(_TOKENS.c.family_id, _TOKENS.c.client_id, _TOKENS.c.subject_id, _TOKENS.c.sid, _TOKENS.c.scope,
+               _TOKENS.c.grant, _TOKENS.c.expires_at)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +73,7 @@ class RefreshTokens:
 
     def __init__(self, sessions: sessionmaker[Session], master_key: MasterKey, lifetime: dt.timedelta) -> None:
         self._sessions = sessions
+        self._engine = sessions.kw["bind"]
         self._master = master_key
         self._lifetime = lifetime
 
@@ -74,20 +87,12 @@ class RefreshTokens:
         token = secrets.token_urlsafe(32)
         now = utcnow()
         family = family_id or secrets.token_urlsafe(16)
-        with self._sessions.begin() as session:
-            session.add(
-                RefreshTokenRow(
-                    token_hash=self.hash(token),
-                    family_id=family,
-                    client_id=client_id,
-                    subject_id=subject_id,
-                    sid=sid,
-                    scope=" ".join(sorted(scopes)),
-                    grant=grant,
-                    issued_at=now,
-                    expires_at=expires_at or now + self._lifetime,
-                )
-            )
+        with self._engine.begin() as connection:
+            connection.execute(_ISSUE, {
+                "token_hash": self.hash(token), "family_id": family, "client_id": client_id, "subject_id": subject_id,
+                "sid": sid, "scope": " ".join(sorted(scopes)), "grant": grant, "issued_at": now,
+                "expires_at": expires_at or now + self._lifetime, "used_at": None, "revoked_at": None,
+            })
         return token, family
 
     def use(self, token: str) -> Used:
@@ -97,20 +102,14 @@ class RefreshTokens:
         """
         token_hash = self.hash(token)
         now = utcnow()
-        columns = (RefreshTokenRow.family_id, RefreshTokenRow.client_id, RefreshTokenRow.subject_id, RefreshTokenRow.sid,
-                   RefreshTokenRow.scope, RefreshTokenRow.grant, RefreshTokenRow.expires_at)
-        with self._sessions.begin() as session:
-            row = session.execute(
-                update(RefreshTokenRow)
-                .where(RefreshTokenRow.token_hash == token_hash, RefreshTokenRow.used_at.is_(None),
-                       RefreshTokenRow.revoked_at.is_(None), RefreshTokenRow.expires_at > now)
-                .values(used_at=now)
-                .returning(*columns)
-            ).first()
-            if row is not None:
-                expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-                return Used(RefreshRecord(row.family_id, row.client_id, row.subject_id, row.sid,
-                                          frozenset(row.scope.split()), dict(row.grant), expires))
+        with self._engine.begin() as connection:
+            # UPDATE ... WHERE used_at IS NULL ... RETURNING: the row lock makes one caller win.
+            row = connection.execute(_USE, {"b_hash": token_hash, "b_now": now}).first()
+        if row is not None:
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+            return Used(RefreshRecord(row.family_id, row.client_id, row.subject_id, row.sid,
+                                      frozenset(row.scope.split()), dict(row.grant), expires))
+        with self._sessions() as session:
             seen = session.execute(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == token_hash)).scalar_one_or_none()
         if seen is None:
             return Used(None, Outcome.UNKNOWN)

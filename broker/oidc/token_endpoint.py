@@ -155,6 +155,8 @@ class TokenEndpoint:
                 family_id=code_hash,
             ),
             self.alg_for(client),
+            # Recorded in the access token's commit: one commit fewer per exchange.
+            audit=self._issued_event(client, record["subject_id"], "authorization_code", ip, {"sid": record["sid"]}),
         )
         if client.allows("refresh_token"):
             # The family id is the code's hash, so a replayed code also revokes refreshed tokens.
@@ -163,7 +165,6 @@ class TokenEndpoint:
                 scopes=scopes, grant={"auth_time": record["auth_time"], "acr": record["acr"], "amr": record["amr"],
                                       "audience": list(audience) if audience else None},
             )
-        self._issued(client, record["subject_id"], "authorization_code", ip, {"sid": record["sid"]})
         return response
 
     def _code_audience(self, client: Client, form: Mapping[str, Sequence[str]], granted: list[str] | None) -> tuple[str, ...] | None:
@@ -222,12 +223,12 @@ class TokenEndpoint:
                 family_id=record.family_id,
             ),
             self.alg_for(client),
+            audit=self._issued_event(client, record.subject_id, "refresh_token", ip, {"sid": record.sid}),
         )
         response["refresh_token"], _ = self._refresh.issue(
             family_id=record.family_id, client_id=client.client_id, subject_id=record.subject_id, sid=record.sid,
             scopes=record.scopes, grant=grant, expires_at=record.expires_at,
         )
-        self._issued(client, record.subject_id, "refresh_token", ip, {"sid": record.sid})
         return response
 
     def _revoke_family(self, family_id: str) -> int:
