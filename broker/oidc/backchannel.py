@@ -289,9 +289,9 @@ class BackchannelOutbox:
             try:
                 self.deliver_due()
                 wait = self.seconds_until_due()
-            except Exception:  # noqa: BLE001 - the database blinked: try again later, never die silently
-                log.exception("back-channel logout delivery failed; retrying in %s s", SWEEP_SECONDS)
-                wait = SWEEP_SECONDS
+            except Exception:  # noqa: BLE001 - the database blinked: the rows stay; the next sweep or kick retries
+                log.exception("back-channel logout delivery failed; the outbox keeps the rows for the next sweep")
+                wait = None
             if wait is None:
                 with self._lock:
                     if not self._kicked:

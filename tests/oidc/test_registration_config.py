@@ -50,6 +50,12 @@ def test_defaults_are_a_confidential_web_app() -> None:
         ({"sector_identifier": "x.test"}, "only for subject_type: pairwise"),
         ({"allowed_audiences": ["has space"]}, "not a valid value"),
         ({"unknown_option": True}, "Extra inputs are not permitted"),
+        ({"redirect_uris": ["http://127.attacker.test/cb"]}, "must be https://"),
+        ({"redirect_uris": ["https://app.test/cb", "https://app.test/cb"]}, "more than once"),
+        ({"backchannel_logout_session_required": True}, "needs a backchannel_logout_uri"),
+        ({"contacts": ["someone"]}, "not an e-mail address"),
+        ({"scope": "openid\tprofile"}, "scope values separated by single spaces"),
+        ({"token_endpoint_auth_signing_alg": "ES256"}, "only for token_endpoint_auth_method: private_key_jwt"),
     ],
 )
 def test_invalid_registrations_are_refused_with_a_clear_message(changes, message) -> None:
