@@ -21,7 +21,7 @@ import uuid
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.errors import BrokerError, BrokerErrorCode
@@ -57,6 +57,13 @@ class Enrolment:
     qr_svg: str
 
 
+_TOTP_ENROLLED = (
+    select(MfaCredentialRow.id)
+    .where(MfaCredentialRow.subject_id == bindparam("subject_id"), MfaCredentialRow.kind == "totp")
+    .limit(1)
+)
+
+
 class TotpService:
     """Enrols, verifies and resets TOTP second factors."""
 
@@ -67,11 +74,10 @@ class TotpService:
         self._issuer_name = issuer_name
 
     def is_enrolled(self, subject_id: str) -> bool:
-        """Return True if the person has a confirmed TOTP credential."""
-        with self._sessions() as session:
-            return session.execute(
-                select(MfaCredentialRow.id).where(MfaCredentialRow.subject_id == subject_id, MfaCredentialRow.kind == "totp")
-            ).first() is not None
+        """Return True if the person has a confirmed TOTP credential (asked on every sign-in:
+        a prebuilt read on a plain connection, no ORM session)."""
+        with self._sessions.kw["bind"].connect() as connection:
+            return connection.execute(_TOTP_ENROLLED, {"subject_id": subject_id}).first() is not None
 
     def begin_enrolment(self, subject_id: str, account_name: str) -> Enrolment:
         """Start (or restart) an enrolment; nothing counts until ``confirm_enrolment``."""

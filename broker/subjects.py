@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.storage.models import AccountLinkRow, SubjectRow
 from broker.storage.types import utcnow
 from federation.identity import SubjectRef
+
+
+_FIND = select(
+    func.coalesce(
+        select(AccountLinkRow.subject_id)
+        .where(AccountLinkRow.issuer == bindparam("issuer"), AccountLinkRow.subject == bindparam("subject"))
+        .scalar_subquery(),
+        select(SubjectRow.id)
+        .where(SubjectRow.issuer == bindparam("issuer"), SubjectRow.subject == bindparam("subject"))
+        .scalar_subquery(),
+    )
+)
 
 
 class Subjects:
@@ -38,11 +50,7 @@ class Subjects:
     def _find(self, ref: SubjectRef) -> str | None:
         """Return the broker subject of ``ref``: the one it is linked to, else its own, else None.
 
-        One statement (both lookups are unique keys), so a sign-in pays one round trip here.
+        One prebuilt statement (both lookups are unique keys), so a sign-in pays one round trip here.
         """
-        linked = select(AccountLinkRow.subject_id).where(
-            AccountLinkRow.issuer == ref.issuer, AccountLinkRow.subject == ref.subject
-        ).scalar_subquery()
-        own = select(SubjectRow.id).where(SubjectRow.issuer == ref.issuer, SubjectRow.subject == ref.subject).scalar_subquery()
-        with self._sessions() as session:
-            return session.execute(select(func.coalesce(linked, own))).scalar_one()
+        with self._sessions.kw["bind"].connect() as connection:  # a plain connection: no ORM session to set up
+            return connection.execute(_FIND, {"issuer": ref.issuer, "subject": ref.subject}).scalar_one()
