@@ -13,7 +13,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.storage.models import SsoSessionRow
@@ -22,6 +22,7 @@ from federation.identity import Identity
 from federation.keys import MasterKey
 
 COOKIE_LABEL = "sso-cookie"
+_INSERT = insert(SsoSessionRow)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,17 +48,24 @@ class SsoSessions:
         """Start a session; return (cookie value for the browser, the session)."""
         cookie = secrets.token_urlsafe(32)
         now = utcnow()
-        row = SsoSessionRow(
-            sid=secrets.token_urlsafe(16),
-            cookie_hash=self._master.keyed_hash(COOKIE_LABEL, cookie),
+        values = {
+            "sid": secrets.token_urlsafe(16),
+            "cookie_hash": self._master.keyed_hash(COOKIE_LABEL, cookie),
+            "subject_id": subject_id,
+            "identity": identity.to_json(),
+            "created_at": now,
+            "expires_at": now + self._lifetime,
+        }
+        # A prebuilt INSERT on a plain connection (every sign-in): no ORM unit of work.
+        with self._sessions.kw["bind"].begin() as connection:
+            connection.execute(_INSERT, values)
+        return cookie, SsoSession(
+            sid=values["sid"],
             subject_id=subject_id,
-            identity=identity.to_json(),
+            identity=Identity.from_json(values["identity"]),
             created_at=now,
-            expires_at=now + self._lifetime,
+            expires_at=values["expires_at"],
         )
-        with self._sessions.begin() as session:
-            session.add(row)
-        return cookie, _session(row)
 
     def find(self, cookie: str | None) -> SsoSession | None:
         """Return the live session for this cookie value, or None (absent, unknown, expired or ended)."""
