@@ -125,7 +125,9 @@ def test_a_wrong_password_after_someone_signed_in_leaves_the_connection_anonymou
     directory, people = one_connection
     directory.authenticate(people.first, people.password)
     assert people.is_(identity_of(directory), people.first)
+    connection = idle_connection(directory, "auth")
     wrong_password(directory, people.second)
+    assert idle_connection(directory, "auth") is connection and not connection.closed  # kept, not reopened
     # RFC 4511 §4.2.1: a failed bind leaves the connection anonymous, never the previous
     # person (Samba keeps the previous identity by itself: the pool resets it)
     assert identity_of(directory) == ""
