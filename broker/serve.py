@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from config import load_settings
+
+log = logging.getLogger(__name__)
 
 
 class BrokerServer(BaseApplication):  # type: ignore[misc]
@@ -27,8 +30,12 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
 
         app = create_app(load_settings(self._config_path))
         # Parse the signing keys now, as the worker starts, rather than in its first token
-        # request (an RSA key costs tens of milliseconds to load).
-        app.extensions["supercloud"].keyring.jwks()
+        # request (an RSA key costs tens of milliseconds to load). A failure here is left to
+        # the first request that needs a key, which reports it as before.
+        try:
+            app.extensions["supercloud"].keyring.jwks()
+        except Exception as exc:  # noqa: BLE001 - reported by the request that needs the key
+            log.warning("signing keys not loaded at worker start (%s): they will be tried again on first use", type(exc).__name__)
         return app
 
 
