@@ -178,8 +178,16 @@ class OrganisationAdmin:
         """Import config-declared organisations the store lacks; refresh unmanaged ones from the file.
 
         Logs a warning for a managed organisation whose file entry differs from the store.
-        Then loads the registry from the store.
+        Then loads the registry from the store. Two processes starting together: the one that
+        loses the race to insert retries once and finds the other's rows.
         """
+        try:
+            self._seed()
+        except IntegrityError:
+            self._seed()
+        self.reload()
+
+    def _seed(self) -> None:
         changed = False
         with self._db.begin() as session:
             rows = {r.id: r for r in session.execute(select(OrganisationRow)).scalars()}
@@ -200,7 +208,6 @@ class OrganisationAdmin:
                                 "it back to the file)", org.id, org.id)
             if changed or session.get(OrganisationsVersionRow, _VERSION_ROW) is None:
                 self._bump(session)
-        self.reload()
 
     def sync(self) -> bool:
         """Reload the registry if any process changed the store since; return True if it did.
