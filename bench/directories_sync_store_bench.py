@@ -5,7 +5,8 @@
 For each size N: loads N synthetic people into a private slapd (plain LDAP on loopback
 127.0.250.41; the LDAPS read cost alone is in directories_login_bench.py), then times
 ``DirectorySyncService.sync`` — paged read, mapping, upsert into ``directory_people`` on
-PostgreSQL (a fresh schema; SQLite if none answers), watermark — for:
+PostgreSQL (a fresh schema; SQLite if none answers), each person's groups (everyone is in
+one of 20 team groups, nested in one staff group: read once per run), watermark — for:
 
 * full (first run): N people new;
 * incremental, nothing changed;
@@ -98,6 +99,35 @@ def bulk_load(start: int, count: int, connections: int = 4) -> float:
     return time.perf_counter() - started
 
 
+TEAMS = 20
+
+
+def add_memberships(start: int, count: int) -> float:
+    """Put people ``start .. start+count-1`` in one of TEAMS groups each, all nested in one
+    "Sync Staff" group (so every person has two groups, one through nesting); return seconds."""
+    started = time.perf_counter()
+    conn = admin()
+    try:
+        for k in range(TEAMS):
+            members = [SPEC.person_dn(f"sync{i:06d}") for i in range(start, start + count) if i % TEAMS == k]
+            dn = f"cn=Sync Team {k},{SPEC.suffix}"
+            if not conn.add(dn, ["top", "groupOfNames"], {"cn": f"Sync Team {k}", "member": members[:1]}):
+                if conn.result.get("result") != 68:  # already exists (a larger size adds to it)
+                    raise RuntimeError(f"add group: {conn.result}")
+                members_to_add = members
+            else:
+                members_to_add = members[1:]
+            for chunk in range(0, len(members_to_add), 1000):
+                if members_to_add[chunk:chunk + 1000] and not conn.modify(
+                        dn, {"member": [(ldap3.MODIFY_ADD, members_to_add[chunk:chunk + 1000])]}):
+                    raise RuntimeError(f"add members: {conn.result}")
+        teams = [f"cn=Sync Team {k},{SPEC.suffix}" for k in range(TEAMS)]
+        conn.add(f"cn=Sync Staff,{SPEC.suffix}", ["top", "groupOfNames"], {"cn": "Sync Staff", "member": teams})
+    finally:
+        conn.unbind()
+    return time.perf_counter() - started
+
+
 def modify(uids: list[str], delete: bool = False) -> None:
     conn = admin()
     try:
@@ -163,11 +193,14 @@ def main() -> int:
     loaded = 0
     try:
         for size in sizes:
-            load_s = bulk_load(loaded, size - loaded)
+            load_s = bulk_load(loaded, size - loaded) + add_memberships(loaded, size - loaded)
             loaded = size
             print(f"{size:>8} {'(load into slapd)':<34} {'':>7} {load_s:>8.1f}")
             runs = []
             runs.append(("full, first run" if size == sizes[0] else "full, people added", *timed(service, full=True)))
+            sample = next(p for p in DirectoryPeople(services.db).people("hackney") if p.username == "sync000003@hackney.test")
+            if sample.attributes.get("groups") != ["Sync Staff", "Sync Team 3"]:  # the figures count real group work
+                raise RuntimeError(f"groups not resolved: {sample.attributes.get('groups')}")
             runs.append(("incremental, nothing changed", *timed(service, full=False)))
             time.sleep(1.1)  # modifyTimestamp has one-second resolution
             modify([f"sync{i:06d}" for i in range(0, size, 100)])

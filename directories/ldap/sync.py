@@ -22,7 +22,8 @@ also asks for the tombstones changed since the cursor, with the Show Deleted con
 to administrators only unless delegated) and on OpenLDAP (deletions are visible only
 through syncrepl/accesslog), a leaver found by absence needs a full run: the consumer
 compares the ids a full run delivered with those it holds. With ``groups=True`` each
-person's groups are resolved as at sign-in (configured group mode: nested, primary group);
+person's groups are resolved as at sign-in (configured group mode: nested, primary group)
+from every group of the directory, read once per run (``group_index``);
 on AD a membership change alone does not change the person's ``uSNChanged`` (``member``
 lives on the group), so an incremental run sees it only when something else about the
 person changed, a full run always. Sign-in and every re-check (``broker.leavers``) read
@@ -50,11 +51,9 @@ from collections.abc import Callable
 import ldap3
 
 from directories.errors import DirectoryError, DirectoryErrorCode
-from directories.ldap import build_group_resolver
 from directories.ldap.attributes import first_text, map_attributes
 from directories.ldap.directory import LdapDirectory
-from directories.ldap.groups import GroupResolver, NoGroups
-from directories.ldap.operations import Entry
+from directories.ldap.group_index import GroupIndex
 from directories.ldap.status import AD_STATUS_ATTRIBUTES, PPOLICY_STATUS_ATTRIBUTES, ad_account_status, ppolicy_account_status
 from directories.ldap.transport import SERVER_DOWN_RESULTS, ServerFailure
 from directories.records import AccountRecord, AccountStatus
@@ -124,7 +123,7 @@ class DirectorySync:
         groups: bool = False,
     ) -> None:
         """``groups``: also resolve each person's groups (nested, primary group) as a sign-in
-        would, with the directory's configured group mode (a few searches per person)."""
+        would with the directory's group mode, from every group read once per run (``GroupIndex``)."""
         if not 1 <= page_size <= 5000:
             raise ValueError("page_size must be between 1 and 5000")
         self._directory = directory
@@ -140,10 +139,11 @@ class DirectorySync:
         self._change_attribute = "uSNChanged" if self._is_ad else "modifyTimestamp"
         self._attribute_map = self._config.effective_attribute_map
         status = AD_STATUS_ATTRIBUTES if self._is_ad else PPOLICY_STATUS_ATTRIBUTES
-        self._groups: GroupResolver = build_group_resolver(self._config) if groups else NoGroups()
+        self._resolve_groups = groups and self._config.effective_group_mode != "none"
+        primary = ("primaryGroupID", "objectSid") if self._is_ad and self._resolve_groups else ()
         self._attributes = tuple(dict.fromkeys([
             self._object_id_attribute, self._config.user_attribute, self._change_attribute,
-            *status, *self._groups.user_attributes, *self._attribute_map.values(),
+            *status, *primary, *self._attribute_map.values(),
         ]))
 
     def run(self, on_page: Callable[[list[AccountRecord]], None], since: SyncCursor | None = None) -> SyncResult:
@@ -179,6 +179,7 @@ class DirectorySync:
             log.info("directory %s: cursor is from another domain controller; running a full sync", self._config.id)
             since = None
         ldap_filter = self._filter(since)
+        index = GroupIndex.read(conn, self._config, self._page_size) if self._resolve_groups else None
         cookie: bytes | None = None
         high = since.value if since is not None else ""
         total = pages = 0
@@ -207,7 +208,6 @@ class DirectorySync:
                     f"{self._config.id}: paged search failed: {result.get('description')} {result.get('message', '')}".strip(),
                 )
             records = []
-            entries: list[Entry] = []
             stamps: dict[str, str] = {}
             for item in conn.response or ():
                 if item.get("type") != "searchResEntry":
@@ -216,13 +216,12 @@ class DirectorySync:
                 record = self._record(raw, now)
                 change = first_text(raw, self._change_attribute) or ""
                 if record is not None:
+                    if index is not None:
+                        record = dataclasses.replace(record, groups=index.groups_of(item["dn"], raw))
                     records.append(record)
-                    entries.append(Entry(dn=item["dn"], raw=raw))
                     stamps[record.object_id] = change
                 if _newer(change, high, numeric=self._is_ad):
                     high = change
-            if records and not isinstance(self._groups, NoGroups):
-                records = self._with_groups(records, entries)
             if records:
                 self.page_changes = stamps
                 on_page(records)
@@ -241,15 +240,6 @@ class DirectorySync:
         cursor = SyncCursor(self._change_attribute, high, server=server) if high else None
         return SyncResult(records=total, pages=pages, cursor=cursor, full=since is None, server=server,
                           deleted=deleted, deletions_checked=checked)
-
-    def _with_groups(self, records: list[AccountRecord], entries: list[Entry]) -> list[AccountRecord]:
-        """Return ``records`` with their groups, resolved on another pooled connection (the paged
-        search's own connection keeps its paging state untouched)."""
-        def resolve(conn: ldap3.Connection) -> list[AccountRecord]:
-            return [dataclasses.replace(record, groups=self._groups.groups(conn, entry))
-                    for record, entry in zip(records, entries, strict=True)]
-
-        return self._directory.pool.run("service", resolve)
 
     def _tombstones(self, conn: ldap3.Connection, since: SyncCursor, high: str) -> tuple[tuple[str, ...], bool, str]:
         """Return (object ids of user tombstones changed since ``since``, searched?, new high USN).

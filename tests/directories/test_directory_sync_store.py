@@ -312,3 +312,24 @@ def test_an_unreachable_directory_fails_its_line_and_the_others_still_sync(
         assert [r.details["directory_id"] for r in records(services, "directory_sync", "failure")] == ["newham-ad"]
     finally:
         services.engine.dispose()
+
+
+@pytest.mark.parametrize("borough", ["camden", "newham", "hackney"])
+def test_synced_groups_are_the_groups_a_sign_in_sees(borough: str, samba_camden: SambaDC, samba_newham: SambaDC,
+                                                     slapd_hackney: SlapdServer, build) -> None:  # type: ignore[no-untyped-def]
+    from directories.ldap.sync import DirectorySync
+    from tests.directories.ldap_peers import camden_settings, hackney_settings, newham_settings
+
+    cfg = {"camden": lambda: camden_settings(samba_camden), "newham": lambda: newham_settings(samba_newham),
+           "hackney": lambda: hackney_settings(slapd_hackney, user_attribute="mail")}[borough]()
+    directory = build(cfg)
+    synced: list[Any] = []
+    DirectorySync(directory, page_size=3, groups=True).run(synced.extend)
+    assert len(synced) >= 3
+    compared = 0
+    for record in synced:
+        live = directory.lookup(record.username)  # what a sign-in resolves, one search or a few
+        assert live is not None and live.object_id == record.object_id
+        assert record.groups == live.groups, record.username
+        compared += bool(record.groups)
+    assert compared >= 2  # people with groups were compared, not only empty sets
