@@ -139,7 +139,7 @@ def logout() -> Response | str:
         result = services().oidc.end_session(sso, reason="user_signout", ip=client_ip())
         from broker.web.upstream_logout_views import sign_out_upstream
 
-        upstream = sign_out_upstream(sso, target=None, frontchannel=result.frontchannel_urls) if result.ended else None
+        upstream = sign_out_upstream(sso.sid, target=None, frontchannel=result.frontchannel_urls) if result.ended else None
         if upstream is not None:  # on to the upstream the session came from; it sends the browser back
             session.clear()
             return clear_sso_cookie(upstream)

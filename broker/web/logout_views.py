@@ -72,7 +72,7 @@ def _sign_out(end: EndSessionRequest) -> Response:
     session.clear()
     frontchannel = result.frontchannel_urls if result else ()
     # Sign out at the upstream the session came from too, when it offers logout (broker.upstream_sessions).
-    upstream = sign_out_upstream(sso, target=end.redirect_url(), frontchannel=frontchannel) if result and result.ended else None
+    upstream = sign_out_upstream(sso.sid if sso else None, target=end.redirect_url(), frontchannel=frontchannel) if result and result.ended else None
     response = upstream or _finish(end, frontchannel=frontchannel)
     secure = services().settings.broker.issuer.startswith("https://")
     response.delete_cookie(sso_cookie_name(), path="/", secure=secure, httponly=True, samesite="Lax")

@@ -270,6 +270,15 @@ def _continue(logout: SamlLogout, chain: Chain) -> Response:
         return _send(hop)
     session.pop(SLO_KEY, None)
     final = logout.finish(chain)
+    if not isinstance(final, PostTo):  # a LogoutResponse by POST cannot wait for an upstream round trip
+        from broker.web.upstream_logout_views import sign_out_upstream
+
+        upstream = sign_out_upstream(
+            chain.sid, target=final.url if isinstance(final, RedirectTo) else chain.return_to,
+            frontchannel=tuple(chain.frontchannel),
+        )
+        if upstream is not None:  # on to the upstream the session came from; it sends the browser back
+            return upstream
     g.csp_frame_src = sorted({f"{urlsplit(u).scheme}://{urlsplit(u).netloc}" for u in chain.frontchannel})
     return make_response(render_template(
         "saml_logged_out.html", title="You are signed out", signed_out=chain.signed_out, failed=chain.failed,

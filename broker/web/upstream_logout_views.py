@@ -45,16 +45,17 @@ def backchannel(source_id: str) -> Response:
     return response
 
 
-def sign_out_upstream(sso: SsoSession | None, *, target: str | None, frontchannel: tuple[str, ...]) -> Response | None:
-    """After the broker ended ``sso``: the redirect to its upstream's logout, or None if there is none.
+def sign_out_upstream(sid: str | None, *, target: str | None, frontchannel: tuple[str, ...]) -> Response | None:
+    """After the broker ended SSO session ``sid``: the redirect to its upstream's logout, or None if there is none.
 
-    ``target`` (the application's post-logout redirect) and ``frontchannel`` (iframe URLs) are
-    kept server-side and shown when the upstream sends the browser back.
+    ``target`` (where the person goes next: an application's post-logout redirect, or a SAML
+    LogoutResponse sent by redirect) and ``frontchannel`` (iframe URLs) are kept server-side
+    and used when the upstream sends the browser back.
     """
     logout = services().upstream_logout
-    if sso is None or logout is None:
+    if sid is None or logout is None:
         return None
-    started = logout.begin(sso.sid, continuation={"target": target, "frontchannel": list(frontchannel)}, ip=client_ip())
+    started = logout.begin(sid, continuation={"target": target, "frontchannel": list(frontchannel)}, ip=client_ip())
     return redirect(started.url) if started else None
 
 

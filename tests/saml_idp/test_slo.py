@@ -206,3 +206,61 @@ def test_a_logout_request_without_session_index_ends_every_session_of_the_person
     final = send(client, {"url": dict(info["headers"])["Location"]})
     assert final.status_code == 200 and "You are signed out" in final.get_data(as_text=True)
     assert not any(services.sso.by_sid(s) for s in sids)
+
+
+class _UpstreamWithLogout:
+    """A fake NHS upstream that records its session and offers logout (federation.sources.LogoutSource)."""
+
+    def __init__(self, fake) -> None:  # type: ignore[no-untyped-def]
+        self._fake = fake
+        self.id, self.organisation, self.display_name = fake.id, fake.organisation, fake.display_name
+        self.logouts: list[tuple[str, str, str]] = []
+
+    def start(self, request):  # type: ignore[no-untyped-def]
+        return self._fake.start(request)
+
+    def finish(self, params, state, callback_url):  # type: ignore[no-untyped-def]
+        return self._fake.finish(params, state, callback_url)
+
+    def finish_session(self, params, state, callback_url):  # type: ignore[no-untyped-def]
+        import datetime as dt
+
+        from federation.sources import UpstreamSession
+
+        identity = self._fake.finish(params, state, callback_url)
+        return identity, UpstreamSession(source=self.id, subject=identity.subject.subject,
+                                         authenticated_at=dt.datetime.now(dt.UTC), session_id="upstream-sid-1")
+
+    def logout_url(self, session, *, return_url: str, state: str) -> str:  # type: ignore[no-untyped-def]
+        self.logouts.append((session.session_id, return_url, state))
+        return f"https://cis2.test/logout?state={state}"
+
+
+def test_signing_out_of_every_sp_ends_at_the_upstream_the_person_came_from(slo_env) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.support.fake_upstream import install_fake_upstream, install_source
+
+    app, services, sps = slo_env
+    upstream = _UpstreamWithLogout(install_fake_upstream(services))
+    install_source(services, "nhs", upstream)
+    client = app.test_client()
+    req_id, message = sps["a"].authn_request()
+    assert send(client, message).headers["Location"].endswith("/login")
+    page = client.get("/login/choose").get_data(as_text=True)
+    start = client.post("/login/choose", data={"csrf_token": csrf_token(page), "source": upstream.id})
+    code = parse_qs(urlsplit(start.headers["Location"]).query)["code"][0]
+    back = client.get(f"/login/callback/{upstream.id}?code={code}")
+    sps["a"].parse(posted_response(client.get(back.headers["Location"]))[1]["SAMLResponse"], {req_id: "/"})
+
+    page = client.get("/logout").get_data(as_text=True)
+    hop = client.post("/logout", data={"csrf_token": csrf_token(page)})
+    _, last = _answer_logout_request(client, sps["a"], hop)
+
+    # The SAML SP confirmed; the broker session came from the upstream, so the browser goes there
+    # last, and comes back to the broker's signed-out page.
+    assert last.status_code == 302 and last.headers["Location"].startswith("https://cis2.test/logout?state=")
+    [(upstream_sid, return_url, state)] = upstream.logouts
+    assert upstream_sid == "upstream-sid-1" and return_url.endswith("/logout/upstream/return")
+    final = client.get(f"/logout/upstream/return?state={state}")
+    assert final.status_code == 200 and "You have signed out of the London Supercloud" in final.get_data(as_text=True)
