@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.directory_people import LEAVER_STATUSES, DirectoryPeople, DirectoryPerson
+from broker.directory_people import GROUPS_ATTRIBUTE, LEAVER_STATUSES, DirectoryPeople, DirectoryPerson
 from federation.directory_source import directory_issuer
 from federation.identity import (
     AssuranceLevel,
@@ -31,10 +31,6 @@ from federation.organisations import OrganisationRegistry
 from policies.adapters import person_from_identity_json
 from policies.errors import PolicyError
 from policies.model import PersonFacts
-
-#: Where a stored person's groups are kept among their attributes by the sync.
-GROUPS_ATTRIBUTE = "groups"
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PeopleInStore:
