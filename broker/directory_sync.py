@@ -177,6 +177,7 @@ class DirectorySyncService:
             deleted = self._people.mark_deleted(org, directory_id, result.deleted, now=now)
         report.deleted = len(deleted)
         leavers += [d for d in deleted if d.leaver]
+        leavers = list({c.object_id: c for c in leavers}.values())  # a page repeated after a failover counts once
         report.disabled = sum(1 for c in leavers if c.status != DELETED)
         subjects = self._people.subjects_of(directory_issuer(directory_id), [c.object_id for c in leavers])
         for change in leavers:
