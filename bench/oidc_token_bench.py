@@ -341,7 +341,8 @@ def main() -> None:
     args.driver_processes = max(1, min(args.driver_processes, args.clients))
 
     print(f"token endpoint benchmark: {args.workers} gunicorn workers x {args.threads} threads, {args.clients} clients "
-          f"over {args.driver_processes} processes, {args.seconds:.0f} s per phase, {os.cpu_count()} CPUs, loopback")
+          f"over {args.driver_processes} processes, {args.seconds:.0f} s per phase, {os.cpu_count()} CPUs, loopback, "
+          f"load average {_load()}")
     with tempfile.TemporaryDirectory(prefix="oidc-bench-") as folder:
         port = _free_port()
         config = write_config(Path(folder), port, args.database_url)
@@ -369,6 +370,12 @@ def main() -> None:
             _stop(bare)
     if bare_cc:
         print(f"ratio client_credentials / bare endpoint (per worker CPU-second): {broker_cc / bare_cc:.2f}")
+    # Other work on the machine inflates CPU per request too (cache, context switches): say how loaded it was.
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def issue_codes_again(config: Path, count: int) -> list[tuple[str, str]]:
