@@ -452,8 +452,8 @@ def _details_text(details: Mapping[str, Any]) -> str:
 def _printable(value: str | None) -> str | None:
     """Return ``value`` with control characters shown as escapes: PostgreSQL text refuses NUL,
     and an attacker's input must never make an audit record fail to be written."""
-    if value is None:
-        return None
+    if value is None or value.isprintable():  # the usual case: nothing to escape (isprintable is False for any C0/DEL)
+        return value
     return "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in value)
 
 
