@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.saml_metadata import MetadataOriginConfig
 from config.secrets import SecretRef
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -56,28 +57,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class IdpMetadataConfig(_Model):
+class IdpMetadataConfig(MetadataOriginConfig):
     """Where the IdP's metadata comes from and how its signature is checked."""
 
-    url: str | None = Field(default=None, description="fetched at start-up and every refresh_seconds")
-    file: Path | None = Field(default=None, description="a local copy, re-read every refresh_seconds")
+    CERTIFICATE_FIELD: ClassVar[str] = "signing_certificate"
+
     signing_certificate: Path | None = Field(
         default=None, description="PEM certificate the metadata must be signed with (required with url)"
     )
-    refresh_seconds: int = Field(default=3600, ge=60, le=86400)
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _one_origin(self) -> IdpMetadataConfig:
-        if (self.url is None) == (self.file is None):
-            raise ValueError("give exactly one of 'url' or 'file'")
-        if self.url is not None:
-            parts = urlsplit(self.url)
-            if parts.scheme not in {"https", "http"} or not parts.netloc:
-                raise ValueError("url must be an absolute https:// URL")
-            if self.signing_certificate is None:
-                raise ValueError("metadata fetched from a url must be signed: give signing_certificate")
-        return self
 
 
 class SamlSourceConfig(_Model):

@@ -33,10 +33,11 @@ metadata: a response is never sent to an address the metadata does not list.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from config.saml_metadata import MetadataOriginConfig
 
 Aal = Literal["AAL1", "AAL2", "AAL3"]
 #: The claims an SP can receive (the OIDC claim names the access policies release).
@@ -55,26 +56,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SpMetadataConfig(_Model):
+class SpMetadataConfig(MetadataOriginConfig):
     """Where the SP's metadata comes from and the certificate its signature must verify with."""
 
-    url: str | None = Field(default=None, description="fetched when registered and every refresh_seconds")
-    file: Path | None = Field(default=None, description="a local copy")
-    signer_certificate: Path | None = Field(default=None, description="PEM certificate of the federation that signs it")
-    refresh_seconds: int = Field(default=3600, ge=60, le=86400)
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    CERTIFICATE_FIELD: ClassVar[str] = "signer_certificate"
 
-    @model_validator(mode="after")
-    def _one_origin(self) -> SpMetadataConfig:
-        if (self.url is None) == (self.file is None):
-            raise ValueError("give exactly one of 'url' or 'file'")
-        if self.url is not None:
-            parts = urlsplit(self.url)
-            if parts.scheme not in {"https", "http"} or not parts.netloc:
-                raise ValueError("url must be an absolute https:// URL")
-            if self.signer_certificate is None:
-                raise ValueError("metadata fetched from a url must be signed: give signer_certificate")
-        return self
+    signer_certificate: Path | None = Field(default=None, description="PEM certificate of the federation that signs it")
 
 
 class AttributeNameConfig(_Model):

@@ -3,8 +3,11 @@ the Redirect binding's query-string signature, and RelayState rules.
 
 The Redirect binding signs the query string, not the XML (§3.4.4.1): the signature covers
 ``SAMLRequest=…&RelayState=…&SigAlg=…`` exactly as the values appeared URL-encoded in the
-request, so the raw query string is kept, never re-encoded. Only RSA with SHA-256/384/512 is
-accepted and the key comes only from the SP's metadata, never from the message.
+request, so the raw query string is kept, never re-encoded. The codec is the one shared with
+the upstream SP (``federation.upstream_saml.redirect``) and the signature rules (RSA/ECDSA with
+SHA-256/384/512 only, keys only from the SP's metadata, never from the message) live in the
+XML-security module (``xmlsecurity.verify_query``, ``xmlsecurity.sign_query``); this module
+adapts them to the IdP's ``BindingError``.
 """
 
 from __future__ import annotations
@@ -12,24 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import zlib
-from urllib.parse import quote, unquote_plus
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
+from federation.errors import FederationError
+from federation.upstream_saml import redirect
 from federation.upstream_saml.xmlsecurity import MAX_DOCUMENT_BYTES
 
 #: SAML Bindings §3.4.3: RelayState MUST NOT exceed 80 bytes.
-MAX_RELAY_STATE_BYTES = 80
-REDIRECT_SIG_ALGS: dict[str, hashes.HashAlgorithm] = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256(),
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": hashes.SHA384(),
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": hashes.SHA512(),
-}
-OUR_SIG_ALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+MAX_RELAY_STATE_BYTES = redirect.MAX_RELAY_STATE_BYTES
 
 
 class BindingError(Exception):
@@ -54,57 +46,25 @@ class InboundMessage:
 
 
 def _relay_state(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if len(value.encode("utf-8")) > MAX_RELAY_STATE_BYTES:
-        raise BindingError(f"RelayState is longer than {MAX_RELAY_STATE_BYTES} bytes (SAML Bindings §3.4.3)")
-    return value
+    try:
+        return redirect.check_relay_state(value)
+    except FederationError as exc:
+        raise BindingError(exc.reason) from None
 
 
 def decode_redirect(raw_query: bytes) -> InboundMessage:
-    """Decode an HTTP-Redirect message from the raw query string (§3.4.4.1).
+    """Decode an HTTP-Redirect message from the raw query string (§3.4.4.1) with the one
+    Redirect codec (``federation.upstream_saml.redirect``).
 
     Raises BindingError for a repeated or missing parameter, bad base64/DEFLATE, an
-    over-long document or RelayState.
+    over-long document or RelayState, or a Signature without SigAlg.
     """
-    raw: dict[str, str] = {}
     try:
-        query = raw_query.decode("ascii")
-    except UnicodeDecodeError:
-        raise BindingError("the query string is not URL-encoded ASCII") from None
-    for part in query.split("&") if query else []:
-        name, _, value = part.partition("=")
-        if name in raw:
-            raise BindingError(f"the parameter {name} is repeated")
-        raw[name] = value
-    kinds = [k for k in ("SAMLRequest", "SAMLResponse") if k in raw]
-    if len(kinds) != 1:
-        raise BindingError("exactly one of SAMLRequest or SAMLResponse is required")
-    kind = kinds[0]
-    try:
-        compressed = base64.b64decode(unquote_plus(raw[kind]), validate=True)
-        inflater = zlib.decompressobj(-15)
-        xml = inflater.decompress(compressed, MAX_DOCUMENT_BYTES + 1)
-    except (binascii.Error, ValueError, zlib.error):
-        raise BindingError(f"{kind} is not base64 DEFLATE (SAML Bindings §3.4.4.1)") from None
-    if len(xml) > MAX_DOCUMENT_BYTES or inflater.unconsumed_tail:
-        raise BindingError(f"{kind} is larger than {MAX_DOCUMENT_BYTES} bytes")
-    relay = _relay_state(unquote_plus(raw["RelayState"]) if "RelayState" in raw else None)
-    signature = sig_alg = signed = None
-    if "Signature" in raw or "SigAlg" in raw:
-        if "Signature" not in raw or "SigAlg" not in raw:
-            raise BindingError("Signature and SigAlg must come together")
-        sig_alg = unquote_plus(raw["SigAlg"])
-        try:
-            signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
-        except (binascii.Error, ValueError):
-            raise BindingError("Signature is not base64") from None
-        parts = [f"{kind}={raw[kind]}"]
-        if "RelayState" in raw:
-            parts.append(f"RelayState={raw['RelayState']}")
-        parts.append(f"SigAlg={raw['SigAlg']}")
-        signed = "&".join(parts).encode("ascii")
-    return InboundMessage(kind, xml, relay, "redirect", signed, sig_alg, signature)
+        message = redirect.decode(raw_query)
+    except FederationError as exc:
+        raise BindingError(exc.reason) from None
+    return InboundMessage(message.kind, message.xml, message.relay_state, "redirect",
+                          message.signed_octets, message.sig_alg, message.signature)
 
 
 def decode_post(form: dict[str, str]) -> InboundMessage:
@@ -127,46 +87,33 @@ def decode_post(form: dict[str, str]) -> InboundMessage:
 
 
 def verify_redirect_signature(message: InboundMessage, certificates_b64: tuple[str, ...]) -> bool:
-    """Return True if the Redirect signature verifies with one of the SP's metadata certificates.
+    """Return True if the Redirect signature verifies with one of the SP's metadata certificates
+    (``xmlsecurity.verify_query``: the raw query octets, keys only from metadata).
 
-    Raises BindingError for an algorithm other than RSA-SHA256/384/512 (never SHA-1) or a
-    message without a Redirect signature.
+    Raises BindingError for an algorithm not allowed (RSA/ECDSA with SHA-256/384/512 only,
+    never SHA-1) or a message without a Redirect signature.
     """
     if message.signature is None or message.signed_query is None or message.sig_alg is None:
         raise BindingError("the message is not signed")
-    algorithm = REDIRECT_SIG_ALGS.get(message.sig_alg)
-    if algorithm is None:
-        raise BindingError(f"signature algorithm {message.sig_alg!r} is not allowed")
-    for cert_b64 in certificates_b64:
-        try:
-            key = x509.load_der_x509_certificate(base64.b64decode(cert_b64)).public_key()
-        except ValueError:
-            continue
-        if not isinstance(key, rsa.RSAPublicKey):
-            continue
-        try:
-            key.verify(message.signature, message.signed_query, padding.PKCS1v15(), algorithm)
-            return True
-        except InvalidSignature:
-            continue
-    return False
+    try:
+        return redirect.is_signed_by(
+            redirect.RedirectMessage(message.kind, message.xml, message.relay_state, message.signed_query,
+                                     message.sig_alg, message.signature),
+            certificates_b64)
+    except FederationError as exc:
+        raise BindingError(exc.reason) from None
 
 
 def encode_redirect(kind: str, xml: bytes, relay_state: str | None, key_pem: bytes) -> str:
     """Return the query string carrying ``xml`` under the Redirect binding, signed with
-    ``key_pem`` (RSA-SHA256, §3.4.4.1)."""
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
-    encoded = base64.b64encode(deflater.compress(xml) + deflater.flush()).decode()
-    parts = [f"{kind}={quote(encoded, safe='')}"]
-    if relay_state is not None:
-        parts.append(f"RelayState={quote(relay_state, safe='')}")
-    parts.append(f"SigAlg={quote(OUR_SIG_ALG, safe='')}")
-    signed = "&".join(parts).encode("ascii")
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise BindingError("the IdP signing key is not RSA")
-    signature = base64.b64encode(key.sign(signed, padding.PKCS1v15(), hashes.SHA256())).decode()
-    return "&".join([*parts, f"Signature={quote(signature, safe='')}"])
+    ``key_pem`` (RSA-SHA256, §3.4.4.1; the one codec in ``federation.upstream_saml.redirect``).
+
+    Raises BindingError if the key cannot sign.
+    """
+    try:
+        return redirect.encode(kind, xml, relay_state, key_pem)
+    except FederationError as exc:
+        raise BindingError(exc.reason) from None
 
 
 def encode_post(xml: bytes) -> str:

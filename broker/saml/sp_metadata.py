@@ -9,15 +9,14 @@ certificate configured for that federation (reusing ``federation.upstream_saml``
 from __future__ import annotations
 
 import dataclasses
-import urllib.request
 from pathlib import Path
 from xml.etree import ElementTree
 
 from broker.errors import BrokerError, BrokerErrorCode
 from config.saml_sp import SpMetadataConfig
 from federation.errors import FederationError
+from federation.upstream_saml.metadata import fetch, saml2_descriptor  # fetch: one reader for IdP and SP metadata
 from federation.upstream_saml.xmlsecurity import (
-    MAX_DOCUMENT_BYTES,
     MD,
     XmlSecurity,
     certificate_pem,
@@ -123,10 +122,7 @@ def _int(value: str | None) -> int | None:
 
 
 def _sp_descriptor(entity: ElementTree.Element) -> ElementTree.Element | None:
-    for descriptor in entity.findall(f"{{{MD}}}SPSSODescriptor"):
-        if SAML2_PROTOCOL in descriptor.get("protocolSupportEnumeration", "").split():
-            return descriptor
-    return None
+    return saml2_descriptor(entity, "SPSSODescriptor")
 
 
 def _encryption_certificate(descriptor: ElementTree.Element) -> str | None:
@@ -140,17 +136,6 @@ def _encryption_certificate(descriptor: ElementTree.Element) -> str | None:
                     if text:
                         return text
     return None
-
-
-def fetch(cfg: SpMetadataConfig, base_dir: Path) -> tuple[bytes, str]:
-    """Return (metadata bytes, where they came from). Raises OSError if unreachable or unreadable."""
-    if cfg.file is not None:
-        path = cfg.file if cfg.file.is_absolute() else base_dir / cfg.file
-        return path.read_bytes()[: MAX_DOCUMENT_BYTES + 1], str(path)
-    url = str(cfg.url)
-    request = urllib.request.Request(url, headers={"Accept": "application/samlmetadata+xml, application/xml"})
-    with urllib.request.urlopen(request, timeout=cfg.timeout_seconds) as response:  # noqa: S310 - http(s) checked in config
-        return response.read(MAX_DOCUMENT_BYTES + 1), url
 
 
 def signer_pem(cfg: SpMetadataConfig, base_dir: Path) -> str | None:

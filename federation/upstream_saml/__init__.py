@@ -3,7 +3,8 @@
 Modules: ``xmlsecurity`` (the only place XML signing and encryption are configured),
 ``keys`` (the SP's key pairs), ``metadata`` (the IdP's, verified and refreshed), ``sp``
 (pysaml2), ``profile`` (our strict Web Browser SSO checks), ``mapping`` (to an Identity),
-``source`` (the CallbackSource), ``build`` (from configuration).
+``source`` (the CallbackSource), ``build`` (from configuration), ``redirect`` (the HTTP-Redirect
+binding codec, shared with the broker's IdP; its query signature is signed and verified in ``xmlsecurity``).
 """
 
 from federation.upstream_saml.build import build_saml_source

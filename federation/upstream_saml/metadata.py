@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree
 
+from config.saml_metadata import MetadataOriginConfig
 from config.saml_source import IdpMetadataConfig
 from federation.errors import FederationError, FederationErrorCode
 from federation.upstream_saml.xmlsecurity import (
@@ -118,15 +119,23 @@ def parse_idp_metadata(xml: bytes, entity_id: str | None, *, signer_pem: str | N
     )
 
 
-def _idp_descriptor(entity: ElementTree.Element) -> ElementTree.Element | None:
-    for descriptor in entity.findall(f"{{{MD}}}IDPSSODescriptor"):
+def saml2_descriptor(entity: ElementTree.Element, role: str) -> ElementTree.Element | None:
+    """Return the entity's first ``role`` descriptor (``IDPSSODescriptor`` or ``SPSSODescriptor``)
+    that supports SAML 2.0 (SAML Metadata §2.4.1 protocolSupportEnumeration), or None."""
+    for descriptor in entity.findall(f"{{{MD}}}{role}"):
         if SAML2_PROTOCOL in descriptor.get("protocolSupportEnumeration", "").split():
             return descriptor
     return None
 
 
-def fetch(cfg: IdpMetadataConfig, base_dir: Path) -> tuple[bytes, str]:
-    """Return (metadata bytes, where they came from). Raises OSError if unreachable or unreadable."""
+def _idp_descriptor(entity: ElementTree.Element) -> ElementTree.Element | None:
+    return saml2_descriptor(entity, "IDPSSODescriptor")
+
+
+def fetch(cfg: MetadataOriginConfig, base_dir: Path) -> tuple[bytes, str]:
+    """Return (metadata bytes, where they came from) for an IdP's or an SP's metadata origin: the
+    file (relative to ``base_dir``) or the URL, read up to one byte over ``MAX_DOCUMENT_BYTES`` so
+    the parser refuses an oversized document. Raises OSError if unreachable or unreadable."""
     if cfg.file is not None:
         path = cfg.file if cfg.file.is_absolute() else base_dir / cfg.file
         return path.read_bytes()[: MAX_DOCUMENT_BYTES + 1], str(path)

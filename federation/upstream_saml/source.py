@@ -272,7 +272,7 @@ class SamlSource:
     def read_logout_message(self, raw_query: bytes) -> LogoutMessage:
         """Verify a LogoutRequest or LogoutResponse the IdP sent to our SLO endpoint (HTTP-Redirect).
 
-        Checks: signed by the IdP's metadata key (RSA-SHA256), Issuer the IdP, Destination our
+        Checks: signed by the IdP's metadata key (``xmlsecurity.verify_query``: RSA/ECDSA, SHA-256+), Issuer the IdP, Destination our
         SLO URL, IssueInstant and NotOnOrAfter within bounds, a plain NameID (requests); for a
         response, InResponseTo the ID of the request we sent with its RelayState.
         Raises FederationError(INVALID_TOKEN) with the reason.

@@ -571,3 +571,84 @@ def encrypt_element(element: Any, recipient_certificate_pem: bytes, content_encr
     cipher = etree.SubElement(etree.SubElement(encrypted_key, f"{{{XENC}}}CipherData"), f"{{{XENC}}}CipherValue")
     cipher.text = base64.b64encode(transported).decode()
     return encrypted
+
+
+# --- HTTP-Redirect binding: the signature over the query string (SAML Bindings §3.4.4.1) ----------
+# The Redirect binding signs the URL-encoded octets ``SAMLRequest|SAMLResponse=…[&RelayState=…]&SigAlg=…``
+# exactly as they stand in the URL, not the XML. Both the IdP (broker/saml) and the upstream SP
+# (federation/upstream_saml) sign and verify them here and nowhere else.
+
+#: Query-string signature algorithms accepted (the same family as XML signatures; never SHA-1, never HMAC).
+QUERY_SIGNATURE_ALGORITHMS: dict[str, tuple[str, str]] = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": ("rsa", "sha256"),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": ("rsa", "sha384"),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": ("rsa", "sha512"),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": ("ecdsa", "sha256"),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": ("ecdsa", "sha384"),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": ("ecdsa", "sha512"),
+}
+
+
+def _hash(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[name]
+
+
+def sign_query(octets: bytes, key_pem: str | bytes) -> bytes:
+    """Return the RSA-SHA256 (``SIGN_ALG``) signature of ``octets``, the query-string parts that
+    end with ``SigAlg=<SIGN_ALG>`` (SAML Bindings §3.4.4.1).
+
+    Raises FederationError(MISCONFIGURED) if ``key_pem`` is not an RSA private key of at least
+    ``MIN_RSA_BITS`` bits.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode() if isinstance(key_pem, str) else key_pem, None)
+    except (ValueError, TypeError):
+        raise FederationError(FederationErrorCode.MISCONFIGURED, "the signing key is not a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
+        raise FederationError(FederationErrorCode.MISCONFIGURED,
+                              f"the signing key must be RSA of at least {MIN_RSA_BITS} bits")
+    return key.sign(octets, padding.PKCS1v15(), _hash("sha256"))
+
+
+def verify_query(octets: bytes, sig_alg: str, signature: bytes, certificates_b64: tuple[str, ...]) -> bool:
+    """Return True if ``signature`` over the raw query ``octets`` verifies under ``sig_alg`` with the
+    key of one of ``certificates_b64`` (base64 DER, from the peer's metadata only), else False.
+
+    ``sig_alg`` must be in ``QUERY_SIGNATURE_ALGORITHMS`` and match the key's type (an RSA
+    algorithm never verifies with an EC key or the reverse); ECDSA signatures are the r‖s
+    concatenation of XML-DSig (RFC 4051 §3.3). Raises FederationError(INVALID_TOKEN) for an
+    algorithm not allowed (SHA-1, HMAC, anything else).
+    """
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    allowed = QUERY_SIGNATURE_ALGORITHMS.get(sig_alg)
+    if allowed is None:
+        raise _refuse(f"signature algorithm {sig_alg!r} is not allowed")
+    family, digest = allowed
+    for certificate_b64 in certificates_b64:
+        try:
+            public = x509.load_der_x509_certificate(base64.b64decode(certificate_b64)).public_key()
+        except ValueError:
+            continue
+        try:
+            if family == "rsa" and isinstance(public, rsa.RSAPublicKey):
+                public.verify(signature, octets, padding.PKCS1v15(), _hash(digest))
+                return True
+            if family == "ecdsa" and isinstance(public, ec.EllipticCurvePublicKey):
+                size = (public.curve.key_size + 7) // 8
+                if len(signature) != 2 * size:
+                    continue
+                der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+                public.verify(der, octets, ec.ECDSA(_hash(digest)))
+                return True
+        except InvalidSignature:
+            continue
+    return False
