@@ -66,6 +66,20 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo("database is up to date")
 
 
+@db_group.command("purge")
+@click.pass_context
+def db_purge(ctx: click.Context) -> None:
+    """Delete short-lived rows that are over: expired state-store entries (SQL store; Redis expires
+    its own) and the SAML session participants of expired or ended sessions (for cron)."""
+    from broker.saml.participants import Participants
+    from broker.state import SqlStateStore
+
+    services = _services(ctx)
+    state = services.state.purge_expired() if isinstance(services.state, SqlStateStore) else 0
+    participants = Participants(services.db).purge()
+    click.echo(f"purged {state} expired state entries, {participants} SAML session participants of ended sessions")
+
+
 @cli.command("init")
 @click.pass_context
 def init(ctx: click.Context) -> None:
