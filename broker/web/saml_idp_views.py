@@ -61,7 +61,8 @@ def _inbound() -> InboundMessage | Response:
             raise BindingError("the form carries too many fields")
         if BOUNCED not in request.form:
             fields = {k: v for k, v in request.form.items() if k in {"SAMLRequest", "SAMLResponse", "RelayState"}}
-            return make_response(render_template("saml_bounce.html", title="Continue", action=request.path, fields=fields))
+            return make_response(render_template("saml_bounce.html", title="Continue to the London Supercloud",
+                                                 action=request.path, fields=fields))
         return decode_post({k: v for k, v in request.form.items() if k in {"SAMLRequest", "SAMLResponse", "RelayState"}})
     return decode_redirect(request.query_string)
 
