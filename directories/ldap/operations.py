@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 import ldap3
+from ldap3.core.exceptions import LDAPSocketSendError
+from ldap3.strategy.sync import SyncStrategy
 
 from directories.errors import DirectoryError, DirectoryErrorCode
+from directories.ldap import wire
 from directories.ldap.attributes import RawAttributes
 from directories.ldap.transport import INVALID_CREDENTIALS_RESULT, SERVER_DOWN_RESULTS, ServerFailure, close_quietly
 
@@ -55,13 +58,14 @@ def search(
     ``DirectoryError(MISCONFIGURED)`` when ``base`` does not exist (noSuchObject) or the
     server rejects the search otherwise (e.g. insufficient access for the service account).
     """
-    conn.search(
-        base,
-        ldap_filter,
-        search_scope=_SCOPES[scope],
-        attributes=list(attributes) or [ldap3.NO_ATTRIBUTES],
-        size_limit=size_limit,
-    )
+    if not _send_encoded_search(conn, base, ldap_filter, attributes, scope, size_limit):
+        conn.search(
+            base,
+            ldap_filter,
+            search_scope=_SCOPES[scope],
+            attributes=list(attributes) or [ldap3.NO_ATTRIBUTES],
+            size_limit=size_limit,
+        )
     result = conn.result or {}
     code = result.get("result")
     if code in SERVER_DOWN_RESULTS:
@@ -78,6 +82,41 @@ def search(
         if item.get("type") == "searchResEntry":
             entries.append(Entry(dn=item["dn"], raw=dict(item.get("raw_attributes") or {})))
     return entries
+
+
+def _send_encoded_search(
+    conn: ldap3.Connection, base: str, ldap_filter: str, attributes: Sequence[str], scope: str, size_limit: int
+) -> bool:
+    """Send the search encoded by ``wire.encode_search`` and read its answer into ``conn.result``
+    and ``conn.response`` as ``Connection.search`` does; return False (nothing sent) when the
+    filter is one ldap3 must encode or the connection is not a plain synchronous one.
+
+    The same octets as ldap3's, for a fraction of the CPU (pyasn1 is most of a search's cost).
+    """
+    if type(getattr(conn, "strategy", None)) is not SyncStrategy or conn.sasl_in_progress:
+        return False
+    with conn.connection_lock:
+        if not conn.listening:
+            return False  # closed or never opened: ldap3 reports it the usual way
+        message_id = conn.server.next_message_id()
+        try:
+            message = wire.encode_search(message_id, base, ldap_filter, attributes, scope=scope, size_limit=size_limit)
+        except wire.Unsupported:
+            return False
+        attribute_list = list(attributes) or [ldap3.NO_ATTRIBUTES]
+        # What ldap3 keeps of an outstanding request (its response handling reads "attributes").
+        request = {"type": "searchRequest", "base": base, "scope": _SCOPES[scope], "dereferenceAlias": wire.DEREF_ALWAYS,
+                   "sizeLimit": size_limit, "timeLimit": 0, "typesOnly": False, "filter": ldap_filter,
+                   "attributes": attribute_list, "controls": None}
+        conn.request = request
+        conn.strategy._outstanding[message_id] = request  # noqa: SLF001 - as ldap3's BaseStrategy.send does
+        try:
+            conn.socket.sendall(message)
+        except OSError as exc:
+            conn.strategy._outstanding.pop(message_id, None)  # noqa: SLF001
+            raise LDAPSocketSendError(f"socket sending error {exc}") from exc
+        conn.post_send_search(message_id)
+    return True
 
 
 def simple_bind(conn: ldap3.Connection, dn: str, password: str, *, reset_after_refusal: bool = False) -> BindOutcome:
