@@ -31,7 +31,11 @@ Run from the repository root (``make bench`` runs it too; it is not a test):
    every account, and an incremental run after 1% of them changed.
 
 The database is PostgreSQL when one answers on 127.0.0.1:5432 (``--database-url`` to
-choose), else SQLite. Servers listen on 127.0.201.x and are stopped (by pid) at the end.
+choose), else SQLite. Short-lived state (throttle counters, flows) lives in that database
+("sql") or in Redis ("redis", the London deployment's choice, ``broker.redis_url``): by
+default the sign-in runs are made once per store, SQL first, then Redis when one answers at
+``--redis-url`` (``--state-stores`` to choose); each table says which store it used.
+Servers listen on 127.0.201.x and are stopped (by pid) at the end.
 """
 
 from __future__ import annotations
@@ -177,7 +181,18 @@ def database_url(explicit: str | None, folder: Path) -> tuple[str, Callable[[], 
         return f"sqlite:///{folder / 'broker.db'}", lambda: None
 
 
-def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: str, workers: int) -> tuple[str, subprocess.Popen[bytes]]:
+def redis_answers(url: str) -> bool:
+    """Return True if a Redis server answers PING at ``url``."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: str, workers: int,
+                 redis_url: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     organisations = [
@@ -187,6 +202,8 @@ def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: st
     ]
     document = {"broker": {"issuer": issuer, "environment": "development", "database_url": db_url,
                            "master_key": {"env": "BENCH_MASTER_KEY"}}, "organisations": organisations}
+    if redis_url:
+        document["broker"]["redis_url"] = redis_url  # type: ignore[index]
     config = folder / "bench.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     env = {**os.environ, "BENCH_MASTER_KEY": MasterKey.generate_text(), "BENCH_CAMDEN_PASSWORD": samba.SERVICE_PASSWORD,
@@ -461,6 +478,35 @@ def sync_bench(ca: Path, sizes: list[int]) -> None:
         directory.close()
 
 
+def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
+                   directories: tuple[tuple[str, list[str], str, list[int]], ...], cores: int, log: Path) -> None:
+    """Print the sign-in tables (many clients, then one) for the broker at ``issuer`` (its log at ``log``)."""
+    email = run_load(issuer, broker_pid, [], HACKNEY_USERS, "", args.clients, args.processes, args.seconds, True)
+    email_cpu_ms = email.broker_cpu / max(email.n, 1) * 1000
+    for clients, processes in ((args.clients, args.processes), (1, 1)):
+        print(f"\n{clients} client(s) at a time" + (" (one sign-in at a time: no queueing)" if clients == 1 else ""))
+        print(f"{'sign-in':30} {'n':>5} {'err':>3} {'per s':>6} {'per broker':>10} {'broker':>7} {'POST':>7} "
+              f"{'dir':>7} {'p50 ms':>7} {'p99 ms':>7} {'machine':>8} {'load':>5}")
+        print(f"{'':30} {'':>5} {'':>3} {'(wall)':>6} {'CPU-s':>10} {'ms CPU':>7} {'ms CPU':>7} {'ms CPU':>7} "
+              f"{'(POST)':>7} {'(POST)':>7} {'busy':>8} {'avg':>5}")
+        for label, users, password, directory_pids in directories:
+            result = run_load(issuer, broker_pid, directory_pids, users, password, clients, processes,
+                              args.seconds if clients > 1 else args.latency_seconds)
+            if not result.samples:
+                print(f"{label:30} no successful sign-in ({result.errors} errors); see {log}")
+                continue
+            n, cpu_ms = result.n, result.broker_cpu / result.n * 1000
+            print(f"{label:30} {n:>5} {result.errors:>3} {n / result.wall:>6.0f} {n / result.broker_cpu:>10.0f} "
+                  f"{cpu_ms:>7.2f} {cpu_ms - email_cpu_ms:>7.2f} {result.directory_cpu / n * 1000:>7.2f} "
+                  f"{statistics.median(result.samples):>7.1f} {percentile(result.samples, 99):>7.1f} "
+                  f"{result.machine_cpu / result.wall:>8.2f} {result.load_average:>5.2f}")
+    print(f"\nper broker CPU-s: sign-ins per CPU-second of the gunicorn workers (the per-core figure). POST ms CPU: "
+          f"the password POST alone, i.e. broker ms CPU minus the {email_cpu_ms:.2f} ms of GET /login + email POST "
+          f"({email.n} of them measured with {args.clients} clients, p50 of the email POST "
+          f"{statistics.median(email.samples) if email.samples else float('nan'):.1f} ms). dir ms CPU: the "
+          f"directory server's processes. machine busy: cores in use on the whole machine (of {cores}).")
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -473,7 +519,17 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers")
     parser.add_argument("--sync-sizes", default="10000,100000", help="people to sync, ascending, comma-separated")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Redis for the 'redis' state store")
+    parser.add_argument("--state-stores", default=None,
+                        help="comma-separated: sql, redis (default: sql, plus redis when it answers at --redis-url)")
     args = parser.parse_args()
+    if args.state_stores is None:
+        stores = ["sql", "redis"] if redis_answers(args.redis_url) else ["sql"]
+    else:
+        stores = [s.strip() for s in args.state_stores.split(",") if s.strip()]
+        if "redis" in stores and not redis_answers(args.redis_url):
+            print(f"no Redis answers at {args.redis_url}")
+            return 2
     if not (samba.binaries_available() and slapd.binaries_available()):
         print("needs samba-ad-dc, samba-ad-provision and slapd (see .ci/apt-packages-directories.txt)")
         return 2
@@ -488,43 +544,25 @@ def main() -> int:
         ldap_process, ca = start_slapd_tls(HACKNEY_ADDRESS, folder / "slapd")
         db_url, cleanup = database_url(args.database_url, folder)
         sources = {"camden": camden_source(dc), "newham": newham_source(newham), "hackney": hackney_source(ca)}
-        issuer, broker = start_broker(folder, sources, db_url, args.workers)
         cores = os.cpu_count() or 1
-        print(f"broker: gunicorn {args.workers} workers x 4 threads; database {db_url.split(':')[0]}; "
-              f"{args.clients} clients in {args.processes} processes; {cores} cores shared with the directories, "
-              f"the database, the load generator and anything else running (load average before: "
-              f"{os.getloadavg()[0]:.2f})")
-        print("sign-in = GET /login + POST /login (email) + POST /login/password; CPU from /proc over each run")
         directories = (("Camden AD (Samba), LDAPS", CAMDEN_USERS, samba.CAMDEN_PASSWORD, tree(dc.process.pid)),
                        ("Newham AD failover, StartTLS", NEWHAM_USERS, samba.NEWHAM_PASSWORD, tree(newham.process.pid)),
                        ("Hackney OpenLDAP, LDAPS", HACKNEY_USERS, slapd.HACKNEY_PASSWORD, [ldap_process.pid]))
-        email = run_load(issuer, broker.pid, [], HACKNEY_USERS, "", args.clients, args.processes, args.seconds, True)
-        email_cpu_ms = email.broker_cpu / max(email.n, 1) * 1000
-        for clients, processes in ((args.clients, args.processes), (1, 1)):
-            print(f"\n{clients} client(s) at a time" + (" (one sign-in at a time: no queueing)" if clients == 1 else ""))
-            print(f"{'sign-in':30} {'n':>5} {'err':>3} {'per s':>6} {'per broker':>10} {'broker':>7} {'POST':>7} "
-                  f"{'dir':>7} {'p50 ms':>7} {'p99 ms':>7} {'machine':>8} {'load':>5}")
-            print(f"{'':30} {'':>5} {'':>3} {'(wall)':>6} {'CPU-s':>10} {'ms CPU':>7} {'ms CPU':>7} {'ms CPU':>7} "
-                  f"{'(POST)':>7} {'(POST)':>7} {'busy':>8} {'avg':>5}")
-            for label, users, password, directory_pids in directories:
-                result = run_load(issuer, broker.pid, directory_pids, users, password, clients, processes,
-                                  args.seconds if clients > 1 else args.latency_seconds)
-                if not result.samples:
-                    print(f"{label:30} no successful sign-in ({result.errors} errors); see {folder / 'broker.log'}")
-                    continue
-                n, cpu_ms = result.n, result.broker_cpu / result.n * 1000
-                print(f"{label:30} {n:>5} {result.errors:>3} {n / result.wall:>6.0f} {n / result.broker_cpu:>10.0f} "
-                      f"{cpu_ms:>7.2f} {cpu_ms - email_cpu_ms:>7.2f} {result.directory_cpu / n * 1000:>7.2f} "
-                      f"{statistics.median(result.samples):>7.1f} {percentile(result.samples, 99):>7.1f} "
-                      f"{result.machine_cpu / result.wall:>8.2f} {result.load_average:>5.2f}")
-        print(f"\nper broker CPU-s: sign-ins per CPU-second of the gunicorn workers (the per-core figure). POST ms CPU: "
-              f"the password POST alone, i.e. broker ms CPU minus the {email_cpu_ms:.2f} ms of GET /login + email POST "
-              f"({email.n} of them measured with {args.clients} clients, p50 of the email POST "
-              f"{statistics.median(email.samples) if email.samples else float('nan'):.1f} ms). dir ms CPU: the "
-              f"directory server's processes. machine busy: cores in use on the whole machine (of {cores}).")
-        broker.terminate()
-        broker.wait(timeout=15)
-        broker = None
+        for store in stores:
+            (folder / store).mkdir()
+            issuer, broker = start_broker(folder / store, sources, db_url, args.workers,
+                                          args.redis_url if store == "redis" else None)
+            where = "Redis" if store == "redis" else f"the database ({db_url.split(':')[0]})"
+            print(f"\n=== state store: {store} (throttle counters and flows in {where}) ===")
+            print(f"broker: gunicorn {args.workers} workers x 4 threads; database {db_url.split(':')[0]}; state store {store}; "
+                  f"{args.clients} clients in {args.processes} processes; {cores} cores shared with the directories, "
+                  f"the database, the load generator and anything else running (load average before: "
+                  f"{os.getloadavg()[0]:.2f})")
+            print("sign-in = GET /login + POST /login (email) + POST /login/password; CPU from /proc over each run")
+            sign_in_tables(args, issuer, broker.pid, directories, cores, folder / store / "broker.log")
+            broker.terminate()
+            broker.wait(timeout=15)
+            broker = None
         sync_bench(ca, [int(s) for s in args.sync_sizes.split(",") if s])
     finally:
         if broker is not None:
