@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -602,17 +603,30 @@ def sign_query(octets: bytes, key_pem: str | bytes) -> bytes:
     Raises FederationError(MISCONFIGURED) if ``key_pem`` is not an RSA private key of at least
     ``MIN_RSA_BITS`` bits.
     """
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    return _query_signing_key(key_pem.encode() if isinstance(key_pem, str) else key_pem).sign(
+        octets, padding.PKCS1v15(), _hash("sha256"))
+
+
+@functools.lru_cache(maxsize=16)
+def _query_signing_key(key_pem: bytes) -> Any:
+    """Return the RSA private key in ``key_pem``, parsed and checked once per key (loading and
+    validating an RSA key costs tens of milliseconds; signing with it, about one).
+
+    Raises FederationError(MISCONFIGURED) if it is not an RSA key of at least ``MIN_RSA_BITS`` bits.
+    """
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     try:
-        key = serialization.load_pem_private_key(key_pem.encode() if isinstance(key_pem, str) else key_pem, None)
+        key = serialization.load_pem_private_key(key_pem, None)
     except (ValueError, TypeError):
         raise FederationError(FederationErrorCode.MISCONFIGURED, "the signing key is not a PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
         raise FederationError(FederationErrorCode.MISCONFIGURED,
                               f"the signing key must be RSA of at least {MIN_RSA_BITS} bits")
-    return key.sign(octets, padding.PKCS1v15(), _hash("sha256"))
+    return key
 
 
 def verify_query(octets: bytes, sig_alg: str, signature: bytes, certificates_b64: tuple[str, ...]) -> bool:
