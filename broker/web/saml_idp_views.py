@@ -67,16 +67,24 @@ def _inbound() -> InboundMessage | Response:
     return decode_redirect(request.query_string)
 
 
+def _inbound_or_refuse(event: str) -> InboundMessage | Response:
+    """``_inbound``, with a message its binding cannot read audited as ``event`` and refused.
+
+    Raises BrokerError(BAD_REQUEST) (an error page) for that message.
+    """
+    try:
+        return _inbound()
+    except BindingError as exc:
+        services().audit.append(AuditEvent(event, "failure", ip=client_ip(), details={"reason": exc.reason}))
+        raise _refused(exc.reason) from None
+
+
 @bp.route("/saml/sso", methods=["GET", "POST"])
 def sso() -> Response:
     """SingleSignOnService (SAML Profiles §4.1.4.1) for the Redirect and POST bindings."""
-    try:
-        message = _inbound()
-        if isinstance(message, Response):
-            return message
-    except BindingError as exc:
-        services().audit.append(AuditEvent("saml_authn_request", "failure", ip=client_ip(), details={"reason": exc.reason}))
-        raise _refused(exc.reason) from None
+    message = _inbound_or_refuse("saml_authn_request")
+    if isinstance(message, Response):
+        return message
     if message.kind != "SAMLRequest":
         services().audit.append(AuditEvent("saml_authn_request", "failure", ip=client_ip(),
                                            details={"reason": "a SAMLResponse was sent to the SSO endpoint"}))
@@ -173,13 +181,9 @@ def _logout() -> SamlLogout:
 def slo() -> Response:
     """SingleLogoutService (SAML Profiles §4.4.3-4.4.4): an SP's LogoutRequest starts the chain;
     an SP's LogoutResponse moves it on."""
-    try:
-        message = _inbound()
-        if isinstance(message, Response):
-            return message
-    except BindingError as exc:
-        services().audit.append(AuditEvent("saml_logout_message", "failure", ip=client_ip(), details={"reason": exc.reason}))
-        raise _refused(exc.reason) from None
+    message = _inbound_or_refuse("saml_logout_message")
+    if isinstance(message, Response):
+        return message
     logout = _logout()
     try:
         received = logout.receive(message, ip=client_ip())
