@@ -119,6 +119,43 @@ def _send_encoded_search(
     return True
 
 
+def _send_encoded_bind(conn: ldap3.Connection, dn: str, password: str) -> bool | None:
+    """Send the simple bind encoded by ``wire.encode_simple_bind`` and read its answer into
+    ``conn.result`` and ``conn.bound`` as ``Connection.bind`` does; return whether it bound,
+    or None (nothing sent) when ldap3 must do it (a password SASLprep could change, a closed
+    connection, another strategy). The password is in no attribute of ``conn`` afterwards.
+    """
+    if type(getattr(conn, "strategy", None)) is not SyncStrategy or conn.sasl_in_progress:
+        return None
+    try:
+        message = wire.encode_simple_bind(0, dn, password)  # checks the input before anything is sent
+    except wire.Unsupported:
+        return None
+    with conn.connection_lock:
+        if conn.closed or not conn.listening:
+            return None
+        conn.last_error = None
+        message_id = conn.server.next_message_id()
+        message = wire.encode_simple_bind(message_id, dn, password)
+        # What ldap3 keeps of an outstanding bind, without the password.
+        request = {"type": "bindRequest", "version": 3, "name": dn,
+                   "authentication": {"sasl": None, "simple": "<stripped>"}, "controls": None}
+        conn.request = request
+        conn.strategy._outstanding[message_id] = request  # noqa: SLF001 - as ldap3's BaseStrategy.send does
+        try:
+            conn.socket.sendall(message)
+        except OSError as exc:
+            conn.strategy._outstanding.pop(message_id, None)  # noqa: SLF001
+            raise LDAPSocketSendError(f"socket sending error {exc}") from exc
+        del message
+        conn.post_send_single_response(message_id)
+        result = conn.result or {}
+        conn.bound = result.get("result") == 0
+        if not conn.bound and result.get("description") and not conn.last_error:
+            conn.last_error = result["description"]
+        return bool(conn.bound)
+
+
 def simple_bind(conn: ldap3.Connection, dn: str, password: str, *, reset_after_refusal: bool = False) -> BindOutcome:
     """Perform a simple bind as ``dn`` on ``conn`` and return its outcome.
 
@@ -132,13 +169,15 @@ def simple_bind(conn: ldap3.Connection, dn: str, password: str, *, reset_after_r
     if not password:
         raise DirectoryError(DirectoryErrorCode.EMPTY_PASSWORD, "refused before bind")
     conn.authentication = ldap3.SIMPLE
-    conn.user = dn
-    conn.password = password
-    try:
-        ok = bool(conn.bind(read_server_info=False))
-    finally:
-        conn.password = None
-        conn.user = None
+    ok = _send_encoded_bind(conn, dn, password)
+    if ok is None:
+        conn.user = dn
+        conn.password = password
+        try:
+            ok = bool(conn.bind(read_server_info=False))
+        finally:
+            conn.password = None
+            conn.user = None
     result = conn.result or {}
     code = int(result.get("result", -1))
     if not ok and code in SERVER_DOWN_RESULTS:
