@@ -72,7 +72,7 @@ def password() -> Response | str:
     error_message = None
     if form.validate_on_submit():
         try:
-            cookie, sso = services().login.sign_in(email, form.password.data or "", ip=client_ip())
+            cookie, sso, has_second_factor = services().login.password_sign_in(email, form.password.data or "", ip=client_ip())
         except BrokerError as exc:
             error_message = exc.message
         else:
@@ -80,7 +80,7 @@ def password() -> Response | str:
             session.clear()  # a new sign-in starts a new browser flow state
             if pending:
                 session[PENDING] = pending
-            if services().login.totp.is_enrolled(sso.subject_id):
+            if has_second_factor:
                 target = url_for("mfa.verify")  # enrolled people always sign in with their second factor
             elif pending:
                 target = url_for("oidc.resume")

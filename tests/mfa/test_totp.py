@@ -121,3 +121,21 @@ def test_reset_removes_the_factor(services, subject) -> None:  # type: ignore[no
     assert not services.login.totp.is_enrolled(subject)
     with pytest.raises(MfaError):
         services.login.totp.verify(subject, codes[2])
+
+
+def test_the_sign_in_read_of_subject_and_second_factor_follows_links(services) -> None:  # type: ignore[no-untyped-def]
+    # A password sign-in reads the subject and "has a second factor" in one statement: it must
+    # answer for the linked person (whose factor it is), and only for a confirmed credential.
+    from federation.identity import SubjectRef
+
+    first, second, other = SubjectRef("urn:test", "linked-1"), SubjectRef("urn:test:other", "linked-2"), SubjectRef("urn:test", "x")
+    person = services.subjects.subject_for(first)
+    services.linking.link_by_administrator(first, second, actor="admin", reason="test")
+    assert services.subjects.subject_and_second_factor(second) == (person, False)
+    services.login.totp.begin_enrolment(person, "amara.okafor@camden.test")  # begun, not confirmed: no factor yet
+    assert services.subjects.subject_and_second_factor(first) == (person, False)
+    _enrol(services, person)
+    assert services.subjects.subject_and_second_factor(first) == (person, True)
+    assert services.subjects.subject_and_second_factor(second) == (person, True)
+    stranger, has_factor = services.subjects.subject_and_second_factor(other)  # first sight: created, no factor
+    assert stranger not in (person, None) and has_factor is False
