@@ -18,9 +18,10 @@ Precedence between the configuration file and the store (one rule, stated once):
 Every change is validated with every problem reported at once (``OrganisationInvalid``),
 written with the organisation's revision and a bump of one version counter in the same
 transaction, and audited with the declaration before and after. Each worker compares the
-counter once per request (``sync``: one primary-key read) and rebuilds the in-memory
-registry only when it moved, so home-realm discovery and scoping follow a change made in
-any process without a restart.
+counter at most once per ``broker.organisations_recheck_seconds`` (``sync``: one primary-key
+read; default 1 s, 0 = every request) and rebuilds the in-memory registry only when it
+moved, so home-realm discovery and scoping follow a change made in any process without a
+restart, within that bound.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -162,6 +164,7 @@ class OrganisationAdmin:
         registry: OrganisationRegistry,
         configured: Iterable[Organisation],
         audit: Callable[[AuditEvent], object],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -171,6 +174,8 @@ class OrganisationAdmin:
         self._audit = audit
         self._version: int | None = None
         self._lock = threading.Lock()
+        self._clock = clock
+        self._checked_at = float("-inf")  # when sync last read the version counter (``clock`` seconds)
 
     # --- start-up and keeping in step ------------------------------------------------------
 
@@ -209,13 +214,20 @@ class OrganisationAdmin:
             if changed or session.get(OrganisationsVersionRow, _VERSION_ROW) is None:
                 self._bump(session)
 
-    def sync(self) -> bool:
+    def sync(self, max_age: float = 0.0) -> bool:
         """Reload the registry if any process changed the store since; return True if it did.
 
-        One primary-key read of the version counter (called once per request).
+        One primary-key read of the version counter (called once per request), skipped when
+        this process last read it less than ``max_age`` seconds ago (0: read every time), so
+        a change made by another process is seen within ``max_age`` seconds. Changes made
+        through this object reload at once (``_changed``).
         """
+        now = self._clock()  # taken before the read: a change committed during it is seen by the next one
+        if max_age > 0 and now - self._checked_at < max_age:
+            return False
         with self._db.kw["bind"].connect() as connection:
             version = connection.execute(_READ_VERSION).scalar_one_or_none()
+        self._checked_at = now
         if version == self._version:
             return False
         self.reload()

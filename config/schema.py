@@ -52,6 +52,11 @@ class BrokerSettings(_Model):
     access_token_lifetime_seconds: int = Field(default=600, ge=60, le=3600)
     id_token_lifetime_seconds: int = Field(default=600, ge=60, le=3600)
     default_signing_alg: Literal["ES256", "RS256"] = "ES256"
+    organisations_recheck_seconds: float = Field(
+        default=1.0, ge=0, le=60,
+        description="each worker reads the organisation registry's version at most this often (0: on every "
+                    "request); a change made in another process is seen within this many seconds",
+    )
 
     @field_validator("issuer")
     @classmethod

@@ -89,13 +89,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
         outbox.sweep()
 
     if services.organisations is not None:
-        # One read of the registry's version counter per request; a change made by any process
-        # (console, CLI, another worker) is picked up without a restart.
+        # At most one read of the registry's version counter per request, and none within
+        # broker.organisations_recheck_seconds of the last (0: every request); a change made by
+        # any process (console, CLI, another worker) is picked up within that bound, without a restart.
         organisations = services.organisations
+        recheck_seconds = settings.broker.organisations_recheck_seconds
 
         @app.before_request
         def _organisations_in_step() -> None:
-            organisations.sync()
+            organisations.sync(recheck_seconds)
 
     @app.route("/")
     def index():  # type: ignore[no-untyped-def]

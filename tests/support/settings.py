@@ -64,6 +64,7 @@ class SettingsFactory:
                 "environment": "development",
                 "database_url": self.database_url,
                 "master_key": {"env": "TEST_MASTER_KEY"},
+                "organisations_recheck_seconds": 0,  # tests expect a change made elsewhere to be seen at once
                 **broker,
             },
             "organisations": demo_organisations(),
