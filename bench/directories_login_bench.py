@@ -2,30 +2,35 @@
 
 Run from the repository root (``make bench`` runs it too; it is not a test):
 
-    .venv/bin/python bench/directories_login_bench.py [--seconds 8] [--clients 8] [--sync-sizes 10000,100000]
+    .venv/bin/python bench/directories_login_bench.py [--posts 60] [--seconds 8] [--clients 8] [--sync-sizes 10000,100000]
 
 1. Sign-in: starts two Samba AD DCs (Camden over LDAPS; Newham over StartTLS with a dead
    first server URL, so every Newham sign-in runs through failover and its circuit
    breaker) and an OpenLDAP slapd (Hackney, LDAPS with its own CA), and the broker under
    gunicorn (``supercloud serve``, one worker per core, 4 threads each) with them as its
    sources. ``--clients`` concurrent clients (threads over ``--processes`` load-generator
-   processes, each with its own cookie jar) sign in repeatedly on loopback: GET /login,
-   POST /login (email, home-realm discovery), POST /login/password (the directory search
-   + bind, a new SSO session and an audit record). Prints, per directory:
+   processes), and then one client, measure per directory and per state store:
 
-   * sign-ins per second of wall clock, and sign-ins per CPU-second of the broker's
-     gunicorn worker processes (their user + system time from /proc over the run: the
-     "per core" figure, independent of what else the machine runs) with the broker CPU
-     per sign-in (all three requests);
-   * the directory server's CPU per sign-in (Samba or slapd, from /proc) and how busy the
-     whole machine was (cores) with the load average, since the load generator, the
-     directories, PostgreSQL and other work share the same cores;
-   * p50/p99 wall-clock latency of the password POST.
+   A. The login POST itself (POST /login/password: the directory search + bind, a new SSO
+      session and an audit record). In an untimed setup phase each client prepares
+      ``--posts`` flows (``--latency-posts`` for one client): GET /login and the email POST
+      (home-realm discovery) with fresh cookies, keeping each flow's cookies (the broker's
+      signed session) and CSRF token. All clients then pass a start barrier, the CPU meter
+      starts, and the timed phase sends only the prepared password POSTs; the meter stops
+      when the last client has reported.
+   B. Whole sign-ins (GET /login + email POST + password POST, all timed) for ``--seconds``
+      (``--latency-seconds`` for one client), as before.
 
-   A first run does only GET /login + POST /login (no password step), so the broker CPU of
-   the password POST alone ("POST ms CPU") is the difference. Every directory is then run
-   again with one client (one sign-in at a time), for latency without queueing: with 8
-   clients on 2 cores the p50 is mostly waiting for a core.
+   Each row prints: per second of wall clock; per CPU-second of the broker's gunicorn worker
+   processes (their user + system time from /proc over the timed phase only: the "per core"
+   figure, independent of what else the machine runs) and the worker CPU per POST/sign-in;
+   the directory server's CPU per POST/sign-in (Samba or slapd, from /proc); p50/p99
+   wall-clock latency of the password POST; how busy the whole machine was (cores) and the
+   load average, since the load generator, the directories, PostgreSQL and other work share
+   the same cores. With 8 clients on 2 cores the p50 is mostly waiting for a core; the
+   one-client rows show latency without queueing. Every timed password POST must be a 302
+   to /signed-in that sets the SSO cookie; anything else is counted as an error ("err",
+   setup failures included) and the first one is printed.
 2. Sync: loads N synthetic people into the slapd with ldap3 (several connections in
    parallel), then times ``DirectorySync`` over LDAPS: a full run reading and mapping
    every account, and an incremental run after 1% of them changed.
@@ -78,6 +83,7 @@ NEWHAM_ADDRESS = "127.0.201.3"
 NEWHAM_DEAD_PORT = 1389  # nothing listens there: Newham's first "DC" is down
 HACKNEY_ADDRESS = "127.0.201.4"
 HACKNEY_TLS_NAME = "ldap.hackney.test"
+SSO_COOKIE = "supercloud-session"  # broker.web.security.SSO_COOKIE (maybe with a __Host- prefix)
 CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 CAMDEN_USERS = ["asmith@camden.test", "jpatel@camden.test", "jsmith@camden.test", "wrongpw@camden.test"]
 NEWHAM_USERS = ["mokafor@newham.test", "jpatel@newham.test"]
@@ -293,64 +299,111 @@ def tree(pid: int) -> list[int]:
 # -- load --------------------------------------------------------------------------------------
 
 
-def sign_in(http: requests.Session, issuer: str, email: str, password: str) -> float:
-    """Sign in once; return the password POST's latency in ms. Raises RuntimeError on failure."""
-    page = http.get(f"{issuer}/login", timeout=10).text
-    token = CSRF.search(page)
-    if token is None:
-        raise RuntimeError("no CSRF token")
-    first = http.post(f"{issuer}/login", data={"csrf_token": token.group(1), "email": email}, allow_redirects=False, timeout=10)
-    if first.status_code != 302:
-        raise RuntimeError(f"email step answered {first.status_code}")
-    started = time.perf_counter()
-    second = http.post(f"{issuer}/login/password", data={"csrf_token": token.group(1), "password": password},
-                       allow_redirects=False, timeout=10)
-    elapsed = (time.perf_counter() - started) * 1000
-    if second.status_code != 302:
-        raise RuntimeError(f"password step answered {second.status_code}")
-    return elapsed
-
-
-def email_step(http: requests.Session, issuer: str, email: str, password: str) -> float:
-    """GET /login and POST the email only (no directory traffic); return that POST's latency in ms."""
-    del password
+def _checked_email_step(http: requests.Session, issuer: str, email: str) -> str:
+    """GET /login and POST the email; return the CSRF token. Raises RuntimeError unless the
+    broker answers with the password page's redirect (home-realm discovery found the directory)."""
     token = CSRF.search(http.get(f"{issuer}/login", timeout=10).text)
     if token is None:
         raise RuntimeError("no CSRF token")
-    started = time.perf_counter()
     first = http.post(f"{issuer}/login", data={"csrf_token": token.group(1), "email": email}, allow_redirects=False, timeout=10)
-    if first.status_code != 302:
-        raise RuntimeError(f"email step answered {first.status_code}")
-    return (time.perf_counter() - started) * 1000
+    if first.status_code != 302 or not first.headers.get("Location", "").endswith("/login/password"):
+        raise RuntimeError(f"email step answered {first.status_code} {first.headers.get('Location')}")
+    return token.group(1)
 
 
-def load_process(issuer: str, users: list[str], password: str, threads: int, seconds: float,
+def _checked_password_post(http: requests.Session, issuer: str, token: str, password: str) -> float:
+    """POST the password; return its latency in ms. Raises RuntimeError unless it is a successful
+    sign-in: a 302 to /signed-in (nobody here has a second factor) setting the SSO cookie."""
+    started = time.perf_counter()
+    second = http.post(f"{issuer}/login/password", data={"csrf_token": token, "password": password},
+                       allow_redirects=False, timeout=10)
+    elapsed = (time.perf_counter() - started) * 1000
+    if second.status_code != 302 or not second.headers.get("Location", "").endswith("/signed-in"):
+        raise RuntimeError(f"password step answered {second.status_code} {second.headers.get('Location')}")
+    if not any(cookie.name.endswith(SSO_COOKIE) and cookie.value for cookie in second.cookies):
+        raise RuntimeError("password step set no SSO cookie")
+    return elapsed
+
+
+def sign_in(http: requests.Session, issuer: str, email: str, password: str) -> float:
+    """Sign in once (GET /login, email POST, password POST); return the password POST's latency
+    in ms. Raises RuntimeError on anything but a successful sign-in."""
+    token = _checked_email_step(http, issuer, email)
+    return _checked_password_post(http, issuer, token, password)
+
+
+@dataclasses.dataclass
+class Flow:
+    """A sign-in prepared up to the password page: its cookies (the broker's signed session
+    holding the email) and CSRF token."""
+
+    cookies: requests.cookies.RequestsCookieJar
+    token: str
+
+
+def prepare_flows(http: requests.Session, issuer: str, users: list[str], first: int, count: int) -> list[Flow]:
+    """Run GET /login + email POST ``count`` times (users from index ``first``), each with fresh
+    cookies; return the flows, ready for their password POST. Raises RuntimeError on failure."""
+    flows = []
+    for n in range(first, first + count):
+        http.cookies.clear()
+        token = _checked_email_step(http, issuer, users[n % len(users)])
+        flows.append(Flow(http.cookies.copy(), token))
+    http.cookies.clear()
+    return flows
+
+
+def load_process(issuer: str, users: list[str], password: str, threads: int, seconds: float, posts: int,
                  queue: multiprocessing.Queue, start: multiprocessing.synchronize.Barrier,  # type: ignore[type-arg]
-                 email_only: bool = False) -> None:
-    """One load-generator process: ``threads`` clients, each warmed up once, then signing in
-    from the moment every client (and the meter) passed ``start`` until ``seconds`` pass."""
-    step = email_step if email_only else sign_in
+                 posts_only: bool = False) -> None:
+    """One load-generator process of ``threads`` clients, each warmed up once.
+
+    ``posts_only``: each client first prepares ``posts`` flows up to the password page
+    (untimed, before ``start``), then, from the moment every client (and the meter) passed
+    ``start``, sends only their password POSTs. Otherwise each client signs in whole
+    (GET /login, email POST, password POST) from ``start`` until ``seconds`` pass.
+    Puts (latencies of successful sign-ins in ms, error count, first error) on ``queue``.
+    """
     samples: list[float] = []
     errors = [0]
+    first_error: list[str] = []
     lock = threading.Lock()
+
+    def failed(exc: Exception) -> None:
+        with lock:
+            errors[0] += 1
+            if not first_error:
+                first_error.append(str(exc)[:200])
 
     def client(index: int) -> None:
         http = requests.Session()
+        flows: list[Flow] = []
         try:
-            step(http, issuer, users[index % len(users)], password)  # warm-up, not counted
+            sign_in(http, issuer, users[index % len(users)], password)  # warm-up, not counted
+            if posts_only:
+                flows = prepare_flows(http, issuer, users, index, posts)
+        except (RuntimeError, requests.RequestException) as exc:
+            failed(exc)
         finally:
             start.wait()
-        stop = time.monotonic() + seconds
         mine: list[float] = []
-        n = index
-        while time.monotonic() < stop:
-            http.cookies.clear()
-            try:
-                mine.append(step(http, issuer, users[n % len(users)], password))
-            except (RuntimeError, requests.RequestException):
-                with lock:
-                    errors[0] += 1
-            n += 1
+        if posts_only:
+            for flow in flows:
+                http.cookies = flow.cookies
+                try:
+                    mine.append(_checked_password_post(http, issuer, flow.token, password))
+                except (RuntimeError, requests.RequestException) as exc:
+                    failed(exc)
+        else:
+            stop = time.monotonic() + seconds
+            n = index
+            while time.monotonic() < stop:
+                http.cookies.clear()
+                try:
+                    mine.append(sign_in(http, issuer, users[n % len(users)], password))
+                except (RuntimeError, requests.RequestException) as exc:
+                    failed(exc)
+                n += 1
         with lock:
             samples.extend(mine)
 
@@ -359,7 +412,7 @@ def load_process(issuer: str, users: list[str], password: str, threads: int, sec
         worker.start()
     for worker in workers:
         worker.join()
-    queue.put((samples, errors[0]))
+    queue.put((samples, errors[0], first_error[0] if first_error else ""))
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -379,19 +432,27 @@ class LoadResult:
     directory_cpu: float
     machine_cpu: float
     load_average: float
+    first_error: str = ""
 
 
 def run_load(issuer: str, broker_pid: int, directory_pids: list[int], users: list[str], password: str, clients: int,
-             processes: int, seconds: float, email_only: bool = False) -> LoadResult:
-    """Run ``clients`` clients for ``seconds`` after their warm-up; return what it took."""
+             processes: int, seconds: float, posts: int = 0) -> LoadResult:
+    """Run ``clients`` clients after their warm-up; return what the timed phase took.
+
+    ``posts`` > 0: each client prepares that many flows up to the password page (untimed),
+    and the timed phase is only their password POSTs. 0: whole sign-ins for ``seconds``.
+    The CPU meter starts when every client has passed the start barrier (prepared) and
+    stops when the last client has reported.
+    """
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     start = multiprocessing.Barrier(sum(per) + 1)
-    procs = [multiprocessing.Process(target=load_process, args=(issuer, users, password, n, seconds, queue, start, email_only))
+    procs = [multiprocessing.Process(target=load_process,
+                                     args=(issuer, users, password, n, seconds, posts, queue, start, posts > 0))
              for n in per if n]
     for proc in procs:
         proc.start()
-    start.wait(timeout=60)
+    start.wait(timeout=600)
     meter = CpuMeter(broker_pid, directory_pids)
     started = time.perf_counter()
     results = [queue.get() for _ in procs]
@@ -401,8 +462,9 @@ def run_load(issuer: str, broker_pid: int, directory_pids: list[int], users: lis
     for proc in procs:
         proc.join()
     samples = [s for r in results for s in r[0]]
+    first_error = next((r[2] for r in results if r[2]), "")
     return LoadResult(len(samples), sum(r[1] for r in results), wall, samples, broker_cpu, directory_cpu, machine_cpu,
-                      load_average)
+                      load_average, first_error)
 
 
 # -- sync --------------------------------------------------------------------------------------
@@ -478,33 +540,58 @@ def sync_bench(ca: Path, sizes: list[int]) -> None:
         directory.close()
 
 
+def _row(label: str, result: LoadResult, log: Path) -> str:
+    """One table row for ``result``, or a line saying nothing succeeded."""
+    if not result.samples:
+        return f"{label:30} no successful sign-in ({result.errors} errors: {result.first_error}); see {log}"
+    n = result.n
+    per_cpu = f"{n / result.broker_cpu:>10.0f}" if result.broker_cpu > 0 else f"{'-':>10}"
+    return (f"{label:30} {n:>5} {result.errors:>3} {n / result.wall:>6.0f} {per_cpu} "
+            f"{result.broker_cpu / n * 1000:>7.2f} {result.directory_cpu / n * 1000:>7.2f} "
+            f"{statistics.median(result.samples):>7.1f} {percentile(result.samples, 99):>7.1f} "
+            f"{result.machine_cpu / result.wall:>8.2f} {result.load_average:>5.2f}")
+
+
+def _table(title: str, unit: str) -> None:
+    print(f"\n{title}")
+    print(f"{unit:30} {'n':>5} {'err':>3} {'per s':>6} {'per broker':>10} {'broker':>7} "
+          f"{'dir':>7} {'p50 ms':>7} {'p99 ms':>7} {'machine':>8} {'load':>5}")
+    print(f"{'':30} {'':>5} {'':>3} {'(wall)':>6} {'CPU-s':>10} {'ms CPU':>7} {'ms CPU':>7} "
+          f"{'(POST)':>7} {'(POST)':>7} {'busy':>8} {'avg':>5}")
+
+
 def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
                    directories: tuple[tuple[str, list[str], str, list[int]], ...], cores: int, log: Path) -> None:
-    """Print the sign-in tables (many clients, then one) for the broker at ``issuer`` (its log at ``log``)."""
-    email = run_load(issuer, broker_pid, [], HACKNEY_USERS, "", args.clients, args.processes, args.seconds, True)
-    email_cpu_ms = email.broker_cpu / max(email.n, 1) * 1000
+    """Print the sign-in tables for the broker at ``issuer`` (its log at ``log``): the login
+    POST alone (flows prepared ahead, untimed), then whole sign-ins; each with many clients
+    and with one."""
+    errors: list[str] = []
     for clients, processes in ((args.clients, args.processes), (1, 1)):
-        print(f"\n{clients} client(s) at a time" + (" (one sign-in at a time: no queueing)" if clients == 1 else ""))
-        print(f"{'sign-in':30} {'n':>5} {'err':>3} {'per s':>6} {'per broker':>10} {'broker':>7} {'POST':>7} "
-              f"{'dir':>7} {'p50 ms':>7} {'p99 ms':>7} {'machine':>8} {'load':>5}")
-        print(f"{'':30} {'':>5} {'':>3} {'(wall)':>6} {'CPU-s':>10} {'ms CPU':>7} {'ms CPU':>7} {'ms CPU':>7} "
-              f"{'(POST)':>7} {'(POST)':>7} {'busy':>8} {'avg':>5}")
+        posts = args.posts if clients > 1 else args.latency_posts
+        _table(f"A. login POST only (POST /login/password; {posts} flows per client prepared ahead, untimed), "
+               f"{clients} client(s)" + (" - one at a time, no queueing" if clients == 1 else ""), "login POST")
+        for label, users, password, directory_pids in directories:
+            result = run_load(issuer, broker_pid, directory_pids, users, password, clients, processes, 0, posts)
+            print(_row(label, result, log))
+            if result.first_error:
+                errors.append(f"{label} (POST only, {clients} clients): {result.first_error}")
+    for clients, processes in ((args.clients, args.processes), (1, 1)):
+        _table(f"B. whole sign-in (GET /login + POST /login email + POST /login/password, all timed and in the CPU), "
+               f"{clients} client(s)" + (" - one at a time" if clients == 1 else ""), "whole sign-in")
         for label, users, password, directory_pids in directories:
             result = run_load(issuer, broker_pid, directory_pids, users, password, clients, processes,
                               args.seconds if clients > 1 else args.latency_seconds)
-            if not result.samples:
-                print(f"{label:30} no successful sign-in ({result.errors} errors); see {log}")
-                continue
-            n, cpu_ms = result.n, result.broker_cpu / result.n * 1000
-            print(f"{label:30} {n:>5} {result.errors:>3} {n / result.wall:>6.0f} {n / result.broker_cpu:>10.0f} "
-                  f"{cpu_ms:>7.2f} {cpu_ms - email_cpu_ms:>7.2f} {result.directory_cpu / n * 1000:>7.2f} "
-                  f"{statistics.median(result.samples):>7.1f} {percentile(result.samples, 99):>7.1f} "
-                  f"{result.machine_cpu / result.wall:>8.2f} {result.load_average:>5.2f}")
-    print(f"\nper broker CPU-s: sign-ins per CPU-second of the gunicorn workers (the per-core figure). POST ms CPU: "
-          f"the password POST alone, i.e. broker ms CPU minus the {email_cpu_ms:.2f} ms of GET /login + email POST "
-          f"({email.n} of them measured with {args.clients} clients, p50 of the email POST "
-          f"{statistics.median(email.samples) if email.samples else float('nan'):.1f} ms). dir ms CPU: the "
-          f"directory server's processes. machine busy: cores in use on the whole machine (of {cores}).")
+            print(_row(label, result, log))
+            if result.first_error:
+                errors.append(f"{label} (whole, {clients} clients): {result.first_error}")
+    print(f"\nper broker CPU-s: login POSTs (A) or whole sign-ins (B) per CPU-second of the gunicorn workers "
+          f"(user + system from /proc, sampled around the timed phase only: the per-core figure). broker ms CPU: "
+          f"worker CPU per POST (A) or per sign-in (B). dir ms CPU: the directory server's processes per POST/sign-in. "
+          f"p50/p99: wall-clock latency of the password POST in both tables. Every timed POST is checked to be "
+          f"a 302 to /signed-in setting the SSO cookie; err counts any other answer. machine busy: cores in use "
+          f"on the whole machine (of {cores}).")
+    for line in errors:
+        print(f"first error - {line}")
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -512,8 +599,10 @@ def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="load duration per directory")
-    parser.add_argument("--latency-seconds", type=float, default=3.0, help="duration of the one-client runs")
+    parser.add_argument("--seconds", type=float, default=8.0, help="whole sign-in load duration per directory")
+    parser.add_argument("--latency-seconds", type=float, default=3.0, help="duration of the one-client whole sign-in runs")
+    parser.add_argument("--posts", type=int, default=60, help="login POSTs per client (prepared ahead) with --clients")
+    parser.add_argument("--latency-posts", type=int, default=150, help="login POSTs in the one-client runs")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (bounded)")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers")
@@ -558,12 +647,15 @@ def main() -> int:
                   f"{args.clients} clients in {args.processes} processes; {cores} cores shared with the directories, "
                   f"the database, the load generator and anything else running (load average before: "
                   f"{os.getloadavg()[0]:.2f})")
-            print("sign-in = GET /login + POST /login (email) + POST /login/password; CPU from /proc over each run")
+            print("login POST = POST /login/password alone (A); whole sign-in = GET /login + POST /login (email) + "
+                  "POST /login/password (B); CPU from /proc over each timed phase")
             sign_in_tables(args, issuer, broker.pid, directories, cores, folder / store / "broker.log")
             broker.terminate()
             broker.wait(timeout=15)
             broker = None
-        sync_bench(ca, [int(s) for s in args.sync_sizes.split(",") if s])
+        sizes = [int(s) for s in args.sync_sizes.split(",") if s]
+        if sizes:
+            sync_bench(ca, sizes)
     finally:
         if broker is not None:
             broker.terminate()
