@@ -409,7 +409,8 @@ class OrganisationAdmin:
             self._refused("organisation_imported", organisation_id, actor, problems)
         self._changed("organisation_imported", organisation_id, actor, before, wanted)
         stored = self.get(organisation_id)
-        assert stored is not None  # noqa: S101 - just written in this process (not a security check)
+        if stored is None:  # retired by another process in the meantime
+            raise OrganisationNotFound(organisation_id)
         return stored
 
     # --- helpers ------------------------------------------------------------------------------------
