@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from federation import jose
 from federation.errors import FederationError, FederationErrorCode
+from federation.upstream_oidc.tokens import check_issued_at
 
 INVALID = FederationErrorCode.INVALID_TOKEN
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -67,13 +68,7 @@ def validate_logout_token(
     audiences = [audiences] if isinstance(audiences, str) else audiences
     if not isinstance(audiences, list) or client_id not in audiences:
         raise FederationError(INVALID, "the logout token is not for this client")
-    iat = claims.get("iat")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
-        raise FederationError(INVALID, "iat missing")
-    if iat > now + skew_seconds:
-        raise FederationError(INVALID, "iat is in the future")
-    if iat < now - max_age_seconds - skew_seconds:
-        raise FederationError(INVALID, "the logout token was issued too long ago")
+    check_issued_at(claims, now=now, skew_seconds=skew_seconds, max_age_seconds=max_age_seconds, what="logout token")
     if "nonce" in claims:
         raise FederationError(INVALID, "a logout token must not carry a nonce (§2.4): an ID token is not a logout token")
     events = claims.get("events")

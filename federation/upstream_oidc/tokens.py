@@ -63,13 +63,7 @@ def validate_id_token(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not _SUB.match(sub):
         raise FederationError(INVALID, "sub missing or malformed")
-    iat = claims.get("iat")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
-        raise FederationError(INVALID, "iat missing")
-    if iat > now + skew_seconds:
-        raise FederationError(INVALID, "iat is in the future")
-    if iat < now - max_age_seconds - skew_seconds:
-        raise FederationError(INVALID, "the ID token was issued too long ago")
+    check_issued_at(claims, now=now, skew_seconds=skew_seconds, max_age_seconds=max_age_seconds, what="ID token")
     sent = claims.get("nonce")
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
         raise FederationError(INVALID, "nonce mismatch")
@@ -80,3 +74,18 @@ def validate_id_token(
         if auth_time < authenticated_after - skew_seconds:
             raise FederationError(INVALID, "the upstream did not authenticate again (auth_time before the request)")
     return claims
+
+
+def check_issued_at(claims: Mapping[str, Any], *, now: float, skew_seconds: int, max_age_seconds: int, what: str) -> None:
+    """Check ``iat`` (OIDC Core §3.1.3.7 (10); Back-Channel Logout §2.6 (6)): present, numeric,
+    not in the future and not older than ``max_age_seconds``, each within ``skew_seconds``.
+
+    Raises FederationError(INVALID_TOKEN) naming the token (``what``) and the failed check.
+    """
+    iat = claims.get("iat")
+    if not isinstance(iat, int | float) or isinstance(iat, bool):
+        raise FederationError(INVALID, "iat missing")
+    if iat > now + skew_seconds:
+        raise FederationError(INVALID, "iat is in the future")
+    if iat < now - max_age_seconds - skew_seconds:
+        raise FederationError(INVALID, f"the {what} was issued too long ago")
