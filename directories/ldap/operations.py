@@ -127,16 +127,17 @@ def _send_encoded_bind(conn: ldap3.Connection, dn: str, password: str) -> bool |
     """
     if type(getattr(conn, "strategy", None)) is not SyncStrategy or conn.sasl_in_progress:
         return None
-    try:
-        message = wire.encode_simple_bind(0, dn, password)  # checks the input before anything is sent
-    except wire.Unsupported:
+    if not wire.simple_bind_encodable(dn, password):
         return None
     with conn.connection_lock:
         if conn.closed or not conn.listening:
             return None
         conn.last_error = None
         message_id = conn.server.next_message_id()
-        message = wire.encode_simple_bind(message_id, dn, password)
+        try:
+            message = wire.encode_simple_bind(message_id, dn, password)
+        except wire.Unsupported:
+            return None  # nothing sent: ldap3 binds (a skipped message id is harmless)
         # What ldap3 keeps of an outstanding bind, without the password.
         request = {"type": "bindRequest", "version": 3, "name": dn,
                    "authentication": {"sasl": None, "simple": "<stripped>"}, "controls": None}

@@ -176,13 +176,18 @@ def encode_search(
     return _tlv(0x30, _integer(0x02, message_id) + _tlv(0x63, request))
 
 
+def simple_bind_encodable(dn: str, password: str) -> bool:
+    """True for a DN and a non-empty password of printable ASCII, which SASLprep (RFC 4013,
+    applied by ldap3) leaves unchanged: what ``encode_simple_bind`` encodes itself."""
+    return bool(password) and bool(dn) and all(0x20 <= ord(ch) <= 0x7E for ch in password)
+
+
 def encode_simple_bind(message_id: int, dn: str, password: str) -> bytes:
     """Return the LDAPMessage carrying a version 3 simple BindRequest (RFC 4511 §4.2).
 
-    Only for a non-empty password of printable ASCII, which SASLprep (RFC 4013, applied
-    by ldap3) leaves unchanged; raises Unsupported otherwise, so ldap3 prepares it.
+    Raises Unsupported unless ``simple_bind_encodable(dn, password)``, so ldap3 prepares it.
     """
-    if not password or not all(0x20 <= ord(ch) <= 0x7E for ch in password) or not dn:
+    if not simple_bind_encodable(dn, password):
         raise Unsupported("password or DN needs ldap3")
     request = _integer(0x02, 3) + _octets(0x04, dn) + _octets(0x80, password)
     return _tlv(0x30, _integer(0x02, message_id) + _tlv(0x60, request))
