@@ -37,7 +37,7 @@ import socket
 import threading
 from typing import Any
 
-from tests.peers.samba import worker_index
+from tests.peers.simplesamlphp import loopback_address
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
@@ -427,16 +427,7 @@ def _text(value: Any) -> str | None:
 
 def sp_address(worker_id: str, last_octet: int = 7) -> str:
     """Return a loopback address 127.<n>.<worker>.<last_octet> this process can bind now."""
-    worker = worker_index(worker_id)
-    for second in range(0, 200):
-        address = f"127.{second}.{worker}.{last_octet}"
-        try:
-            with socket.socket() as probe:
-                probe.bind((address, 0))
-            return address
-        except OSError:
-            continue
-    raise RuntimeError(f"no loopback address for the python3-saml SP (.{last_octet})")
+    return loopback_address(worker_id, last_octet, "the python3-saml SP")
 
 
 def start_python3_saml_sp(address: str, sp_ids: tuple[str, ...]) -> Python3SamlSp:

@@ -159,27 +159,35 @@ def _key_pair(directory: Path, name: str) -> tuple[str, str]:
     return pair.key_pem, pair.cert_pem
 
 
-def _free_port(address: str) -> int:
+def free_port(address: str) -> int:
+    """Return a TCP port free on ``address`` now."""
     with socket.socket() as probe:
         probe.bind((address, 0))
         return int(probe.getsockname()[1])
 
 
-def _address(worker_id: str) -> str:
+def loopback_address(worker_id: str, last_octet: int, what: str) -> str:
+    """Return a loopback address 127.<n>.<worker>.<last_octet> this process can bind now."""
     worker = worker_index(worker_id)
     for second in range(0, 200):
-        address = f"127.{second}.{worker}.5"
+        address = f"127.{second}.{worker}.{last_octet}"
         try:
             with socket.socket() as probe:
                 probe.bind((address, 0))
             return address
         except OSError:
             continue
-    raise RuntimeError("no loopback address for SimpleSAMLphp")
+    raise RuntimeError(f"no loopback address for {what} (.{last_octet})")
 
 
-def _write_config(directory: Path, base_url: str) -> None:
-    for sub in ("config", "metadata", "cert", "data", "tmp", "log", "sessions"):
+def _address(worker_id: str) -> str:
+    return loopback_address(worker_id, 5, "SimpleSAMLphp")
+
+
+def write_instance_config(directory: Path, base_url: str, settings: dict[str, Any]) -> None:
+    """Create an instance's folders and its config.php: Debian's defaults, the settings every
+    instance here shares (its own folders, salts and sessions, plain HTTP), then ``settings``."""
+    for sub in ("config", "metadata", "cert", "data", "tmp", "log", "sessions", "www"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     config = {
         "baseurlpath": base_url,
@@ -193,26 +201,32 @@ def _write_config(directory: Path, base_url: str) -> None:
         "logging.logfile": "simplesamlphp.log",
         "secretsalt": os.urandom(16).hex(),
         "auth.adminpassword": os.urandom(16).hex(),
-        "technicalcontact_email": "saml-peer@barnet.test",
         "timezone": "UTC",
-        "enable.saml20-idp": True,
-        "module.enable": {"exampleauth": True, "core": True, "saml": True, "admin": True},
         "session.cookie.secure": False,
-        "session.cookie.name": "BarnetIdPSession",
-        "session.phpsession.cookiename": "BarnetIdPPHP",
         "session.phpsession.savepath": str(directory / "sessions"),
         "store.type": "phpsession",
         "showerrors": True,
         "errorreporting": False,
-        "metadata.sign.enable": True,
-        "metadata.sign.privatekey": "metadata-signer.key",
-        "metadata.sign.certificate": "metadata-signer.crt",
-        "metadata.sign.algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        **settings,
     }
     (directory / "config" / "config.php").write_text(
         "<?php\nrequire '/etc/simplesamlphp/config.php';\n"
         f"$config = array_merge($config, {php(config)});\n"
     )
+
+
+def _write_config(directory: Path, base_url: str) -> None:
+    write_instance_config(directory, base_url, {
+        "technicalcontact_email": "saml-peer@barnet.test",
+        "enable.saml20-idp": True,
+        "module.enable": {"exampleauth": True, "core": True, "saml": True, "admin": True},
+        "session.cookie.name": "BarnetIdPSession",
+        "session.phpsession.cookiename": "BarnetIdPPHP",
+        "metadata.sign.enable": True,
+        "metadata.sign.privatekey": "metadata-signer.key",
+        "metadata.sign.certificate": "metadata-signer.crt",
+        "metadata.sign.algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    })
     (directory / "config" / "authsources.php").write_text(
         "<?php\n$config = " + php({"admin": ["core:AdminPassword"], "barnet-staff": ["exampleauth:UserPass", *[]]}) + ";\n"
         f"$config['barnet-staff'] = array_merge($config['barnet-staff'], {php(USERS)});\n"
@@ -314,7 +328,7 @@ def start_simplesamlphp(address: str, run_dir: Path) -> SimpleSamlPhp:
 
     Raises RuntimeError if it does not answer.
     """
-    port = _free_port(address)
+    port = free_port(address)
     base_url = f"http://{address}:{port}/"
     _write_config(run_dir, base_url)
     cert_dir = run_dir / "cert"

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -40,8 +39,7 @@ from typing import Any
 
 import requests
 
-from tests.peers.samba import worker_index
-from tests.peers.simplesamlphp import WWW, php
+from tests.peers.simplesamlphp import WWW, free_port, loopback_address, php, write_instance_config
 
 READY_TIMEOUT_SECONDS = 15.0
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -248,22 +246,7 @@ def idp_remote_entry(idp_metadata: bytes) -> dict[str, Any]:
 
 def sp_address(worker_id: str, last_octet: int = 6) -> str:
     """Return a loopback address 127.<n>.<worker>.<last_octet> this process can bind now."""
-    worker = worker_index(worker_id)
-    for second in range(0, 200):
-        address = f"127.{second}.{worker}.{last_octet}"
-        try:
-            with socket.socket() as probe:
-                probe.bind((address, 0))
-            return address
-        except OSError:
-            continue
-    raise RuntimeError(f"no loopback address for a SAML SP peer (.{last_octet})")
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
+    return loopback_address(worker_id, last_octet, "a SAML SP peer")
 
 
 def _key_pair(directory: Path, name: str) -> None:
@@ -307,42 +290,19 @@ def _write_authsources(directory: Path, base_url: str, names: dict[str, str], id
 
 
 def _write_config(directory: Path, base_url: str, names: dict[str, str]) -> None:
-    for sub in ("config", "metadata", "cert", "data", "tmp", "log", "sessions", "www"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    config = {
-        "baseurlpath": base_url,
-        "certdir": str(directory / "cert") + "/",
-        "metadatadir": str(directory / "metadata") + "/",
-        "metadata.sources": [{"type": "flatfile", "directory": str(directory / "metadata")}],
-        "datadir": str(directory / "data") + "/",
-        "tempdir": str(directory / "tmp"),
-        "loggingdir": str(directory / "log") + "/",
-        "logging.handler": "file",
-        "logging.logfile": "simplesamlphp.log",
+    write_instance_config(directory, base_url, {
         "logging.level": 7,  # SimpleSAML\Logger::DEBUG: a failing interop test shows why
-        "secretsalt": os.urandom(16).hex(),
-        "auth.adminpassword": os.urandom(16).hex(),
         "technicalcontact_email": "saml-sp-peer@camden.test",
-        "timezone": "UTC",
         "enable.saml20-idp": False,
         "module.enable": {"core": True, "saml": True, "admin": True},
-        "session.cookie.secure": False,
         # Debian's config.php asks for SameSite=None, which browsers refuse without Secure, and
         # SimpleSAMLphp refuses Secure over plain HTTP: Lax is what a browser keeps here.
         "session.cookie.samesite": "Lax",
         "session.cookie.name": "InteropSPSession",
         "session.authtoken.cookiename": "InteropSPAuthToken",
         "session.phpsession.cookiename": "InteropSPPHP",
-        "session.phpsession.savepath": str(directory / "sessions"),
-        "store.type": "phpsession",
-        "showerrors": True,
-        "errorreporting": False,
         "trusted.url.domains": [],
-    }
-    (directory / "config" / "config.php").write_text(
-        "<?php\nrequire '/etc/simplesamlphp/config.php';\n"
-        f"$config = array_merge($config, {php(config)});\n"
-    )
+    })
     _write_authsources(directory, base_url, names, None)
     (directory / "metadata" / "saml20-idp-remote.php").write_text("<?php\n")
     www = directory / "www"
@@ -376,7 +336,7 @@ def start_simplesamlphp_sp(address: str, run_dir: Path, names: dict[str, str]) -
     Raises RuntimeError if it does not answer.
     """
     sp_ids = tuple(names)
-    port = _free_port(address)
+    port = free_port(address)
     base_url = f"http://{address}:{port}/"
     _write_config(run_dir, base_url, names)
     for sp_id in sp_ids:
