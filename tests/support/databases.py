@@ -12,9 +12,19 @@ from urllib.parse import quote
 POSTGRES_ENV = "SUPERCLOUD_TEST_DATABASE_URL"
 
 
+#: The server CI (and this kind of machine) runs; the Makefile's test-postgres default.
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
 def postgres_url() -> str | None:
     """Return the PostgreSQL server URL under test, or None when the suite runs on SQLite."""
     return os.environ.get(POSTGRES_ENV) or None
+
+
+def postgres_server_url() -> str | None:
+    """Return a PostgreSQL server for tests about PostgreSQL itself, whatever the suite runs on:
+    the one under test, else under ``CI=true`` (CI runs one) the default, else None (skip)."""
+    return postgres_url() or (DEFAULT_POSTGRES_URL if os.environ.get("CI") == "true" else None)
 
 
 @contextlib.contextmanager

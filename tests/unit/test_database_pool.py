@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import text
 
 from broker.storage import database
-from tests.support.databases import postgres_url
+from tests.support.databases import postgres_server_url as postgres_url
 
 pytestmark = pytest.mark.skipif(
-    not postgres_url(), reason="needs PostgreSQL: set SUPERCLOUD_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test"
+    not postgres_url(), reason="needs PostgreSQL: set SUPERCLOUD_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test (CI=true uses it)"
 )
 
 
