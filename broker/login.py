@@ -150,9 +150,9 @@ class LoginService:
     def _start_session(self, identity: Identity, source_id: str, *, ip: str | None) -> tuple[str, SsoSession, bool]:
         """Return (cookie, the new session, whether its subject has a confirmed TOTP credential)."""
         subject_id, has_second_factor = self._subjects.subject_and_second_factor(identity.subject)
-        cookie, session = self._sso.create(identity, subject_id)
-        self._audit(
-            AuditEvent(
+
+        def signed_in(sid: str) -> AuditEvent:
+            return AuditEvent(
                 "signin",
                 "success",
                 actor=subject_id,
@@ -162,10 +162,13 @@ class LoginService:
                     "source": source_id,
                     "methods": list(identity.authn.methods),
                     "assurance": identity.authn.assurance.name,
-                    "sid": session.sid,
+                    "sid": sid,
                 },
             )
-        )
+
+        # The session and its audit record commit together: one round trip fewer, and no
+        # session can exist without its record.
+        cookie, session = self._sso.create(identity, subject_id, audit=signed_in)
         return cookie, session, has_second_factor
 
     def upstream_sources(self) -> list[tuple[Organisation, CallbackSource]]:

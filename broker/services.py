@@ -122,7 +122,7 @@ def build_services(settings: Settings, *, require_schema: bool = True) -> Servic
     keyring = KeyRing(db, master)
     clients = ClientRegistry(db, master)
     subjects = Subjects(db)
-    sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes))
+    sso = SsoSessions(db, master, dt.timedelta(minutes=settings.broker.session_lifetime_minutes), audit_log=audit)
     registry = build_registry(settings, signing_keys=keyring, replay_cache=state)
     organisations = OrganisationAdmin(db, registry, list(registry.organisations.values()), audit.append)
     if require_schema or is_current(engine):

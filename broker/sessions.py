@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.audit import AuditEvent, AuditLog
 from broker.storage.models import SsoSessionRow
 from broker.storage.types import utcnow
 from federation.identity import Identity
@@ -39,13 +40,24 @@ class SsoSession:
 class SsoSessions:
     """Creates, finds and ends SSO sessions."""
 
-    def __init__(self, sessions: sessionmaker[Session], master_key: MasterKey, lifetime: dt.timedelta) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], master_key: MasterKey, lifetime: dt.timedelta, *, audit_log: AuditLog | None = None
+    ) -> None:
         self._sessions = sessions
         self._master = master_key
         self._lifetime = lifetime
+        self._audit_log = audit_log
 
-    def create(self, identity: Identity, subject_id: str) -> tuple[str, SsoSession]:
-        """Start a session; return (cookie value for the browser, the session)."""
+    def create(
+        self, identity: Identity, subject_id: str, *, audit: Callable[[str], AuditEvent] | None = None
+    ) -> tuple[str, SsoSession]:
+        """Start a session; return (cookie value for the browser, the session).
+
+        ``audit`` builds the event recording it from the new session's ``sid``; the session
+        and its audit record are then written in one transaction (one commit: both or
+        neither). Raises RuntimeError if ``audit`` is given to sessions built without an
+        audit log, and the audit log's errors (nothing written then).
+        """
         cookie = secrets.token_urlsafe(32)
         now = utcnow()
         values = {
@@ -57,8 +69,14 @@ class SsoSessions:
             "expires_at": now + self._lifetime,
         }
         # A prebuilt INSERT on a plain connection (every sign-in): no ORM unit of work.
-        with self._sessions.kw["bind"].begin() as connection:
-            connection.execute(_INSERT, values)
+        if audit is None:
+            with self._sessions.kw["bind"].begin() as connection:
+                connection.execute(_INSERT, values)
+        elif self._audit_log is None:
+            raise RuntimeError("create(audit=...) needs sessions built with an audit log")
+        else:
+            with self._audit_log.appending(audit(values["sid"])) as (connection, _):
+                connection.execute(_INSERT, values)
         return cookie, SsoSession(
             sid=values["sid"],
             subject_id=subject_id,

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.storage.database import read_only
 from broker.storage.models import EphemeralStateRow
 from broker.storage.types import utcnow
 
@@ -71,6 +72,7 @@ class SqlStateStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._engine = sessions.kw["bind"]
+        self._reader = read_only(self._engine)
 
     def add(self, namespace: str, key: str, value: dict[str, Any], ttl_seconds: int) -> bool:
         now = utcnow()
@@ -105,7 +107,7 @@ class SqlStateStore:
             return []
         # A prebuilt statement on a plain connection: reads are on every sign-in, and an ORM
         # session costs several times the query itself.
-        with self._engine.connect() as connection:
+        with self._reader.connect() as connection:
             rows = connection.execute(_READ_LIVE, {"namespace": namespace, "keys": list(set(keys)), "now": utcnow()}).all()
         found = {row.key: json.loads(row.value) for row in rows}
         return [found.get(key) for key in keys]

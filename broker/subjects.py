@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.storage.database import read_only
 from broker.storage.models import AccountLinkRow, MfaCredentialRow, SubjectRow
 from broker.storage.types import utcnow
 from federation.identity import SubjectRef
@@ -35,6 +36,7 @@ class Subjects:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._reader = read_only(sessions.kw["bind"])
 
     def subject_for(self, ref: SubjectRef) -> str:
         """Return the broker subject for ``ref`` (the linked person's, if the account is linked),
@@ -64,7 +66,7 @@ class Subjects:
         One prebuilt statement (both lookups are unique keys), so a sign-in pays one round trip here.
         """
         params = {"issuer": ref.issuer, "subject": ref.subject}
-        with self._sessions.kw["bind"].connect() as connection:  # a plain connection: no ORM session to set up
+        with self._reader.connect() as connection:  # a plain read-only connection: no ORM session, no transaction
             if not with_second_factor:
                 return connection.execute(_FIND, params).scalar_one(), False
             subject, enrolled = connection.execute(_FIND_WITH_TOTP, params).one()

@@ -88,7 +88,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(connection: Any) -> None:
     # BEGIN IMMEDIATE: a transaction that will write takes the write lock at once, so two
     # writers queue on the busy timeout instead of failing when upgrading a read lock.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only connection (``read_only``) takes a snapshot without the lock.
+    read_only_connection = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only_connection else "BEGIN IMMEDIATE")
+
+
+#: Execution option marking a connection used only for reads (see ``read_only``).
+READ_ONLY = "supercloud_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """Return a view of ``engine`` (same pool) for connections that only read.
+
+    On PostgreSQL its connections run in autocommit: a single-statement read needs no
+    transaction, and without one psycopg sends no BEGIN (a round trip to the server) and
+    nothing needs rolling back. On SQLite they begin with a plain deferred BEGIN instead of
+    BEGIN IMMEDIATE, so a read never takes the write lock. Writing through such a
+    connection is a programming error: on PostgreSQL each statement would commit on its own.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READ_ONLY: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
