@@ -12,7 +12,7 @@ A complete example (YAML, as it would sit under ``sources:`` in the broker's set
       bind_dn: "CN=svc-supercloud,OU=Service Accounts,DC=camden,DC=test"
       bind_password: {env: CAMDEN_LDAP_PASSWORD}   # a SecretRef ({env:} or {file:}), never inline
       user_attribute: userPrincipalName
-      group_mode: in_chain            # AD: in_chain | token_groups; LDAP: recursive
+      group_mode: in_chain            # AD: in_chain | token_groups | member_of; LDAP: recursive | member_of
       attribute_map: {email: mail, employee_id: employeeID}
       connect_timeout_seconds: 3
       response_timeout_seconds: 5
@@ -20,6 +20,26 @@ A complete example (YAML, as it would sit under ``sources:`` in the broker's set
 Plain LDAP (no TLS) is accepted only with ``tls_mode: plain`` *and* ``allow_plain: true``;
 the directory logs a warning when it is built (and the loader reports it at start-up in
 production, see ``config.loader.warnings``).
+
+Group modes (how a person's groups, nested ones included, are found at sign-in):
+
+* ``in_chain`` (AD default): one search with the in-chain matching rule, live.
+* ``token_groups`` (AD): the constructed ``tokenGroups`` attribute, live (security groups only).
+* ``recursive`` (LDAP default): ``member`` expanded by the broker, one search per nesting level, live.
+* ``member_of`` (AD and LDAP, opt-in): no extra LDAP operation at sign-in. The person's
+  *direct* groups are their own ``memberOf`` values, read with the user search at every
+  sign-in (live: a removal counts at the very next sign-in). *Nesting* (groups in groups,
+  group names) comes from a group graph every worker process keeps in memory and reloads in
+  the background when it is older than ``group_graph_refresh_seconds``: a group put into (or
+  taken out of) another group counts within that many seconds (plus the reload's own time).
+  If reloads fail, the graph is used until it is ``group_graph_max_age_seconds`` old; past
+  that, with no graph yet (the first sign-ins after start), or when a person's ``memberOf``
+  names a group under the group base the graph does not know (created since the last load),
+  the sign-in resolves groups live as the default mode does and a reload is started. Gives
+  the default mode's answer (up to ``group_max_depth`` levels; exact rules in
+  ``directories/ldap/group_graph.py``); OpenLDAP needs ``memberOf`` maintained for every
+  group class (memberof overlay or dynlist), AD always has it. Each worker process reads
+  every group under the group base once per refresh interval.
 
 ``organisation`` may be omitted: a source sits under its organisation in the settings, and
 the source registry fills it in. When it is written, the loader checks it names the parent.
@@ -107,10 +127,28 @@ class LdapSourceConfig(BaseModel):
     attribute_map: dict[str, str] | None = Field(
         default=None, description="Canonical name -> LDAP attribute; defaults depend on type"
     )
-    group_mode: Literal["in_chain", "token_groups", "recursive", "none"] | None = Field(
-        default=None, description="Default: in_chain (active_directory), recursive (ldap)"
+    group_mode: Literal["in_chain", "token_groups", "recursive", "member_of", "none"] | None = Field(
+        default=None,
+        description="Default: in_chain (active_directory), recursive (ldap); member_of (both) reads direct groups "
+        "live from memberOf and nesting from a cached group graph (see the module docstring)",
     )
-    group_max_depth: int = Field(default=10, ge=1, le=64, description="Nesting depth for recursive expansion")
+    group_max_depth: int = Field(
+        default=10, ge=1, le=64, description="Nesting depth followed by recursive and member_of expansion"
+    )
+    group_graph_refresh_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="member_of: the group graph is reloaded in the background once it is older than this, so "
+        "nesting changes count within it (direct memberships are live regardless); 0: at every sign-in",
+    )
+    group_graph_max_age_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=86400,
+        description="member_of: a graph older than this (reloads failing) is not used; sign-ins resolve groups "
+        "live until a reload succeeds. At least group_graph_refresh_seconds",
+    )
     status_recheck_seconds: float = Field(
         default=60.0,
         ge=0,
@@ -190,6 +228,8 @@ class LdapSourceConfig(BaseModel):
             problems.append("tls_mode 'plain' sends passwords in clear text: set allow_plain: true to accept it")
         if self.type == "ldap" and self.effective_group_mode in {"in_chain", "token_groups"}:
             problems.append(f"group_mode {self.effective_group_mode!r} exists only in Active Directory")
+        if self.group_graph_max_age_seconds < self.group_graph_refresh_seconds:
+            problems.append("group_graph_max_age_seconds must be at least group_graph_refresh_seconds")
         if self.type == "ldap" and self.user_attribute in {"userPrincipalName", "sAMAccountName"}:
             problems.append(f"user_attribute {self.user_attribute!r} exists only in Active Directory")
         if problems:

@@ -4,8 +4,9 @@
 ``Directory`` with its own connection pool and per-server circuit breakers. Modules, one
 job each: ``transport`` (TLS, timeouts, TCP_NODELAY), ``servers`` (order, health, circuit
 breaker), ``pool`` (reuse and failover), ``filters`` (RFC 4515), ``operations`` (search,
-bind), ``status`` (AD sub-codes and account flags), ``groups`` (nesting), ``attributes``
-(binary values, canonical names), ``directory`` (the flow).
+bind), ``status`` (AD sub-codes and account flags), ``groups`` (nesting), ``group_graph``
+(the cached group graph of ``group_mode: member_of``), ``attributes`` (binary values,
+canonical names), ``directory`` (the flow).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from config.ldap_source import LdapSourceConfig
 from config.secrets import SecretUnavailable
 from directories.errors import DirectoryError, DirectoryErrorCode
 from directories.ldap.directory import LdapDirectory
-from directories.ldap.groups import GroupResolver, InChainGroups, NoGroups, RecursiveGroups, TokenGroupsGroups
+from directories.ldap.group_graph import GroupGraphCache, load_group_graph
+from directories.ldap.groups import (
+    GroupResolver,
+    InChainGroups,
+    MemberOfGroups,
+    NoGroups,
+    RecursiveGroups,
+    TokenGroupsGroups,
+)
 from directories.ldap.pool import ConnectionPool
 from directories.ldap.servers import CircuitState, ServerHealth, ServerSet
 from directories.ldap.transport import ConnectionFactory, TransportSettings
@@ -28,18 +37,32 @@ log = logging.getLogger(__name__)
 __all__ = ["CircuitState", "LdapDirectory", "ServerHealth", "build_ldap_directory"]
 
 
-def build_group_resolver(cfg: LdapSourceConfig) -> GroupResolver:
-    """Return the group resolver for ``cfg.effective_group_mode``."""
+def build_group_resolver(cfg: LdapSourceConfig, pool: ConnectionPool | None = None) -> GroupResolver:
+    """Return the group resolver for ``cfg.effective_group_mode``.
+
+    ``member_of`` needs ``pool``: its group graph is loaded in the background on one of the
+    pool's service connections. Raises ValueError for ``member_of`` without a pool.
+    """
     base = cfg.group_base_dn or cfg.base_dn
     mode = cfg.effective_group_mode
+    is_ad = cfg.type == "active_directory"
     if mode == "in_chain":
         return InChainGroups(base)
     if mode == "token_groups":
         return TokenGroupsGroups(base)
     if mode == "recursive":
-        return RecursiveGroups(
-            base, cfg.group_max_depth, "objectGUID" if cfg.type == "active_directory" else "entryUUID"
+        return RecursiveGroups(base, cfg.group_max_depth, "objectGUID" if is_ad else "entryUUID")
+    if mode == "member_of":
+        if pool is None:
+            raise ValueError("group_mode member_of needs the directory's connection pool")
+        cache = GroupGraphCache(
+            cfg.id,
+            lambda: pool.run("service", lambda conn: load_group_graph(conn, cfg)),
+            refresh_seconds=cfg.group_graph_refresh_seconds,
+            max_age_seconds=cfg.group_graph_max_age_seconds,
         )
+        live: GroupResolver = InChainGroups(base) if is_ad else RecursiveGroups(base, cfg.group_max_depth)
+        return MemberOfGroups(cache, live, max_depth=cfg.group_max_depth, active_directory=is_ad)
     return NoGroups()
 
 
@@ -82,4 +105,4 @@ def build_ldap_directory(
     pool = ConnectionPool(
         cfg.id, ConnectionFactory(settings), servers, cfg.pool_size, max_idle_seconds=cfg.pool_max_idle_seconds
     )
-    return LdapDirectory(cfg, pool, build_group_resolver(cfg))
+    return LdapDirectory(cfg, pool, build_group_resolver(cfg, pool))

@@ -8,8 +8,8 @@ DNs of people and of other groups), name and stable id, and on Active Directory 
 answers as the configured group mode would at sign-in:
 
 * nested membership followed through ``member`` to any depth, each group visited once
-  (a cycle A ∋ B ∋ A ends the walk); ``recursive`` mode stops at ``group_max_depth``
-  levels as the live walk does;
+  (a cycle A ∋ B ∋ A ends the walk); ``recursive`` and ``member_of`` modes stop at
+  ``group_max_depth`` levels as they do at sign-in;
 * AD: the primary group (``primaryGroupID`` is a RID in the user's domain, MS-ADTS
   §3.1.1.4.5.x; AD does not list primary members in ``member``) is added, its own parents
   not followed; ``token_groups`` mode keeps security groups only (``groupType`` bit
@@ -96,7 +96,7 @@ class GroupIndex:
         by_sid: dict[bytes, str] = {}
         if cfg.effective_group_mode == "none":
             return cls(cfg, groups, parents, by_sid)
-        for dn, raw in _paged(conn, cfg.group_base_dn or cfg.base_dn, ldap_filter, attributes, page_size):
+        for dn, raw in paged_search(conn, cfg.group_base_dn or cfg.base_dn, ldap_filter, attributes, page_size):
             group_id = first_text(raw, id_attribute)
             if not group_id:
                 log.warning("group %s has no %s; left out", dn, id_attribute)
@@ -117,7 +117,7 @@ class GroupIndex:
         group), sorted by name then id, as the configured group mode resolves them at sign-in."""
         if self._mode == "none":
             return ()
-        limit = self._cfg.group_max_depth if self._mode == "recursive" else None
+        limit = self._cfg.group_max_depth if self._mode in {"recursive", "member_of"} else None
         seen: set[str] = set()
         frontier = [normalise_dn(dn)]
         depth = 0
@@ -151,9 +151,15 @@ class GroupIndex:
         return self._by_sid.get(bytes(sid_with_rid(domain, rid)))
 
 
-def _paged(
+def paged_search(
     conn: ldap3.Connection, base: str, ldap_filter: str, attributes: list[str], page_size: int
 ) -> Iterator[tuple[str, RawAttributes]]:
+    """Yield (DN, raw attributes) of every entry under ``base`` matching ``ldap_filter``, read
+    page by page with the Simple Paged Results control (RFC 2696).
+
+    Raises ``ServerFailure`` (busy/unavailable) and ``DirectoryError(MISCONFIGURED)`` when the
+    server refuses the search or stops it at a size limit (never a silently partial answer).
+    """
     cookie: bytes | None = None
     while True:
         conn.search(base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes, paged_size=page_size,

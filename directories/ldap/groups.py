@@ -8,13 +8,22 @@
   primary group and its nesting.
 * ``RecursiveGroups`` (plain LDAP, e.g. OpenLDAP): ``member`` expanded level by level by
   the client, with a visited set (cycles) and a depth limit.
+* ``MemberOfGroups`` (both, ``group_mode: member_of``): no LDAP operation of its own. The
+  person's direct groups are their ``memberOf`` values, read with the user search (live at
+  every sign-in); nesting and the AD primary group come from the per-process group graph
+  (``group_graph``; up to ``group_graph_refresh_seconds`` old while reloads succeed, never
+  older than ``group_graph_max_age_seconds``). Without a usable graph, or when ``memberOf``
+  names a group under the base the graph does not know, it asks the live resolver (in_chain
+  on AD, recursive on LDAP) on the connection it was given, and a reload starts.
 
 Each resolver runs on a *service* connection and returns groups sorted by name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -29,6 +38,8 @@ from directories.ldap.attributes import (
     sid_with_rid,
 )
 from directories.ldap.filters import any_of, any_of_bytes, in_chain_member_filter
+from directories.ldap.group_graph import GroupGraphCache
+from directories.ldap.group_index import normalise_dn
 from directories.ldap.operations import Entry, search
 from directories.records import GroupRef
 
@@ -163,3 +174,78 @@ class RecursiveGroups:
                     seen[key] = entry
                     frontier.append(entry.dn)
         return _sorted([_group_ref(e, self._id_attribute) for e in seen.values()])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberOfCounts:
+    """How ``MemberOfGroups`` answered so far: from the graph, or live (and why)."""
+
+    graph: int = 0
+    live_no_graph: int = 0
+    live_unknown_group: int = 0
+    live_incomplete: int = 0
+
+    @property
+    def live(self) -> int:
+        """Answers resolved live, whatever the reason."""
+        return self.live_no_graph + self.live_unknown_group + self.live_incomplete
+
+
+class MemberOfGroups:
+    """Groups from the person's own ``memberOf`` plus a cached group graph (module docstring).
+
+    ``live`` is the resolver asked when the graph cannot answer (``InChainGroups`` on AD,
+    ``RecursiveGroups`` on LDAP). Thread-safe.
+    """
+
+    def __init__(
+        self, cache: GroupGraphCache, live: GroupResolver, *, max_depth: int, active_directory: bool
+    ) -> None:
+        self._cache = cache
+        self._live = live
+        self._max_depth = max_depth
+        self._is_ad = active_directory
+        own = ("memberOf", "primaryGroupID", "objectSid") if active_directory else ("memberOf",)
+        self.user_attributes: tuple[str, ...] = tuple(dict.fromkeys([*own, *live.user_attributes]))
+        self._lock = threading.Lock()
+        self._counts = MemberOfCounts()
+
+    @property
+    def cache(self) -> GroupGraphCache:
+        """The group graph cache (to refresh it, or read its age)."""
+        return self._cache
+
+    @property
+    def counts(self) -> MemberOfCounts:
+        """How many answers came from the graph and how many were resolved live."""
+        return self._counts
+
+    def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
+        """Return the user's groups (direct, nested, AD primary group), sorted by name.
+
+        From the graph without touching ``conn`` when it may be used and knows every group
+        under the base that ``memberOf`` names; otherwise from the live resolver on ``conn``
+        (raising what it raises: ``ServerFailure``, ``DirectoryError``).
+        """
+        graph = self._cache.current()
+        if graph is None:
+            return self._resolve_live(conn, user, "live_no_graph")
+        if any(name.lower().startswith("memberof;range=") for name in user.raw):
+            # AD sends a long memberOf in ranges; one ldap3 could not complete is not trusted.
+            return self._resolve_live(conn, user, "live_incomplete")
+        direct = [normalise_dn(value.decode("utf-8", "replace")) for value in get_all(user.raw, "memberOf")]
+        if any(graph.under_base(dn) and not graph.knows(dn) for dn in direct):
+            log.info("group graph lacks a group %s is in (created since the last load?); resolved live", user.dn)
+            self._cache.request_reload()
+            return self._resolve_live(conn, user, "live_unknown_group")
+        primary = primary_group_sid(user) if self._is_ad else None
+        self._count("graph")
+        return graph.expand(direct, primary, self._max_depth, user.dn)
+
+    def _resolve_live(self, conn: ldap3.Connection, user: Entry, reason: str) -> tuple[GroupRef, ...]:
+        self._count(reason)
+        return self._live.groups(conn, user)
+
+    def _count(self, field: str) -> None:
+        with self._lock:
+            self._counts = dataclasses.replace(self._counts, **{field: getattr(self._counts, field) + 1})
