@@ -165,6 +165,11 @@ class LdapDirectory:
         return self._config
 
     @property
+    def group_resolver(self) -> GroupResolver:
+        """The resolver that reads each person's groups (the configured ``group_mode``)."""
+        return self._groups
+
+    @property
     def pool(self) -> ConnectionPool:
         """The connection pool (for operations beyond sign-in, such as ``sync``)."""
         return self._pool
