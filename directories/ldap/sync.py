@@ -27,7 +27,8 @@ from every group of the directory, read once per run (``group_index``);
 on AD a membership change alone does not change the person's ``uSNChanged`` (``member``
 lives on the group), so an incremental run sees it only when something else about the
 person changed, a full run always. Sign-in and every re-check (``broker.leavers``) read
-groups live regardless. AD lockout is read
+groups live regardless (with ``group_mode: member_of``: direct groups live, nesting from
+the cached group graph). AD lockout is read
 from the attributes returned by the subtree search (``lockoutTime``), so an expired lockout
 may still read as LOCKED here; the live checks use the computed attribute. An OpenLDAP
 account locked by an administrator (ppolicy ``pwdAccountLockedTime: 000001010000Z``, a
