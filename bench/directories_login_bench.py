@@ -213,7 +213,7 @@ def redis_answers(url: str) -> bool:
 
 
 def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: str, workers: int,
-                 redis_url: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+                 redis_url: str | None = None, threads: int = 4) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     organisations = [
@@ -232,7 +232,7 @@ def start_broker(folder: Path, sources: dict[str, dict[str, object]], db_url: st
     log = open(folder / "broker.log", "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, "-m", "broker", "--config", str(config), "serve", "--port", str(port),
-         "--workers", str(workers), "--threads", "4"],
+         "--workers", str(workers), "--threads", str(threads)],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -691,6 +691,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (bounded)")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--sync-sizes", default="10000,100000", help="people to sync, ascending, comma-separated")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Redis for the 'redis' state store")
@@ -736,10 +737,10 @@ def main() -> int:
         for store in stores:
             (folder / store).mkdir()
             issuer, broker = start_broker(folder / store, sources, db_url, args.workers,
-                                          args.redis_url if store == "redis" else None)
+                                          args.redis_url if store == "redis" else None, threads=args.threads)
             where = "Redis" if store == "redis" else f"the database ({db_url.split(':')[0]})"
             print(f"\n=== state store: {store} (throttle counters and flows in {where}) ===")
-            print(f"broker: gunicorn {args.workers} workers x 4 threads; database {db_url.split(':')[0]}; state store {store}; "
+            print(f"broker: gunicorn {args.workers} workers x {args.threads} threads; database {db_url.split(':')[0]}; state store {store}; "
                   f"{args.clients} clients in {args.processes} processes; {cores} cores shared with the directories, "
                   f"the database, the load generator and anything else running (load average before: "
                   f"{os.getloadavg()[0]:.2f})")
