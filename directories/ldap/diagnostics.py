@@ -10,9 +10,12 @@ for each server URL, in the configured order:
   3. ``service account``: the simple bind of ``bind_dn``;
 then once, on the first server that passed them:
   4. ``base DN``: a base-scope read of ``base_dn``;
-  5. ``lookup``: the account ``username`` (or, without one, the first account the user
+  5. ``group graph`` (``group_mode: member_of`` only): the graph of every group under the
+     group base loaded now, in this process, as a worker loads it in the background
+     (without it, sign-ins resolve groups live until a load succeeds);
+  6. ``lookup``: the account ``username`` (or, without one, the first account the user
      filter finds) with its status;
-  6. ``groups``: its groups, expanded as configured (nested, primary group).
+  7. ``groups``: its groups, expanded as configured (nested, primary group).
 
 Details never contain the service account's password, nor any user's.
 """
@@ -37,6 +40,7 @@ from config.secrets import SecretUnavailable
 from directories.errors import DirectoryError
 from directories.ldap import build_ldap_directory
 from directories.ldap.filters import user_filter
+from directories.ldap.group_graph import GroupGraphCache
 from directories.ldap.operations import search
 from directories.ldap.transport import ConnectionFactory, ServerFailure, TransportSettings, close_quietly
 
@@ -133,6 +137,9 @@ def _directory_checks(cfg: LdapSourceConfig, url: str, username: str | None) -> 
         if not found:
             return [Check("base DN", False, f"{cfg.base_dn} does not exist or the service account cannot read it")]
         checks.append(Check("base DN", True, f"{cfg.base_dn} readable"))
+        cache = getattr(directory.group_resolver, "cache", None)
+        if cache is not None:
+            checks.append(_group_graph_check(cache, cfg))
         if username is None:
             ldap_filter = user_filter(cfg.effective_user_object_class, cfg.user_attribute, "*").replace("\\2a", "*")
             sample = directory.pool.run(
@@ -164,6 +171,19 @@ def _directory_checks(cfg: LdapSourceConfig, url: str, username: str | None) -> 
     finally:
         directory.close()
     return checks
+
+
+def _group_graph_check(cache: GroupGraphCache, cfg: LdapSourceConfig) -> Check:
+    """Load ``member_of``'s group graph now; return the check saying how many groups it holds,
+    or why it could not be read (then sign-ins fall back to reading groups live)."""
+    base = cfg.group_base_dn or cfg.base_dn
+    started = time.perf_counter()
+    try:
+        graph = cache.refresh()
+    except DirectoryError as exc:
+        return Check("group graph", False, f"cannot be read under {base}: {exc.detail} (sign-ins read groups live meanwhile)")
+    took = 1000 * (time.perf_counter() - started)
+    return Check("group graph", True, f"{graph.size} group{'s' if graph.size != 1 else ''} under {base}, loaded in {took:.0f} ms")
 
 
 def _first(entry: object, attribute: str) -> str:

@@ -80,6 +80,33 @@ def test_a_good_directory_passes_every_check(run_test, samba_camden: SambaDC) ->
     assert not [row for row in lines if "✗" in row]
 
 
+def test_member_of_mode_loads_the_group_graph_and_reads_groups_from_it(run_test) -> None:
+    result, lines = run_test({"group_mode": "member_of"}, "--user", "asmith@camden.test")
+    assert result.exit_code == 0, result.output
+    graph = line(lines, "✓ group graph:")
+    assert graph.startswith("✓ group graph: ") and " groups under DC=camden,DC=test, loaded in " in graph
+    assert int(graph.split()[3]) >= 3  # at least the spec's Care Staff, Adult Social Care, Discharge Team
+    groups = line(lines, "✓ groups:")
+    assert "(member_of)" in groups
+    assert "Care Staff" in groups and "Adult Social Care" in groups and "Domain Users" in groups  # nested, primary
+    assert not [row for row in lines if "✗" in row]
+
+
+def test_a_group_graph_that_cannot_be_read_is_named(run_test) -> None:
+    missing = "OU=No Such Groups,DC=camden,DC=test"
+    result, lines = run_test({"group_mode": "member_of", "group_base_dn": missing}, "--user", "asmith@camden.test")
+    assert result.exit_code == 1
+    failed = line(lines, "✗ group graph:")
+    assert failed.startswith(f"✗ group graph: cannot be read under {missing}: ")
+    assert failed.endswith("(sign-ins read groups live meanwhile)")
+
+
+def test_group_graph_is_not_checked_in_other_modes(run_test) -> None:
+    result, lines = run_test({}, "--user", "asmith@camden.test")
+    assert result.exit_code == 0, result.output
+    assert not [row for row in lines if "group graph" in row]
+
+
 def test_a_sample_account_is_looked_up_without_user(run_test) -> None:
     result, lines = run_test({})
     assert result.exit_code == 0, result.output
