@@ -64,6 +64,17 @@ _READ_LIVE = select(EphemeralStateRow.key, EphemeralStateRow.value).where(
     EphemeralStateRow.expires_at > bindparam("now"),
     EphemeralStateRow.taken.is_(False),
 )
+#: ``_READ_LIVE`` for one and two keys (a sign-in reads an account's and an address's counters)
+#: with plain parameters: an expanding IN is re-rendered at every execution.
+_READ_LIVE_FEW = {
+    count: select(EphemeralStateRow.key, EphemeralStateRow.value).where(
+        EphemeralStateRow.namespace == bindparam("namespace"),
+        EphemeralStateRow.key.in_([bindparam(f"key{n}") for n in range(count)]),
+        EphemeralStateRow.expires_at > bindparam("now"),
+        EphemeralStateRow.taken.is_(False),
+    )
+    for count in (1, 2)
+}
 
 
 class SqlStateStore:
@@ -107,8 +118,15 @@ class SqlStateStore:
             return []
         # A prebuilt statement on a plain connection: reads are on every sign-in, and an ORM
         # session costs several times the query itself.
+        unique = list(dict.fromkeys(keys))
+        params: dict[str, Any] = {"namespace": namespace, "now": utcnow()}
+        statement = _READ_LIVE_FEW.get(len(unique))
+        if statement is None:
+            statement, params["keys"] = _READ_LIVE, unique
+        else:
+            params.update({f"key{n}": key for n, key in enumerate(unique)})
         with self._reader.connect() as connection:
-            rows = connection.execute(_READ_LIVE, {"namespace": namespace, "keys": list(set(keys)), "now": utcnow()}).all()
+            rows = connection.execute(statement, params).all()
         found = {row.key: json.loads(row.value) for row in rows}
         return [found.get(key) for key in keys]
 

@@ -128,6 +128,22 @@ def test_get_many_reads_several_keys_in_order(store: StateStore) -> None:
     assert store.get_many("ns", []) == []
 
 
+def test_get_many_of_one_or_two_keys_answers_as_for_more(store: StateStore) -> None:
+    # One and two keys (a sign-in's throttle read) take their own prebuilt statement.
+    store.add("ns", "a", {"a": 1}, 60)
+    store.add("ns", "taken", {"t": 3}, 60)
+    store.take("ns", "taken")
+    store.add("other", "b", {"b": 2}, 60)
+    store.incr("ns", "counter", 60)
+    assert store.get_many("ns", ["a"]) == [{"a": 1}]
+    assert store.get_many("ns", ["missing"]) == [None]
+    assert store.get_many("ns", ["taken"]) == [None]
+    assert store.get_many("ns", ["b"]) == [None]  # another namespace's key
+    assert store.get_many("ns", ["counter", "a"]) == [{"n": 1}, {"a": 1}]
+    assert store.get_many("ns", ["a", "a"]) == [{"a": 1}, {"a": 1}]
+    assert store.get_many("ns", ["missing", "taken"]) == [None, None]
+
+
 def test_get_many_leaves_out_expired_keys(store: StateStore) -> None:
     store.add("ns", "short", {"s": 1}, 1)
     store.add("ns", "long", {"l": 1}, 60)
