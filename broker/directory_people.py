@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
@@ -163,6 +163,34 @@ class DirectoryPeople:
                 )
             ).scalars()
             return [object_id for object_id in stored if object_id not in seen]
+
+    def holding_groups(
+        self, organisation: str, directory_id: str, names: Collection[str], *, known: Collection[str] | None = None
+    ) -> list[str]:
+        """Return the object ids of the directory's stored (not deleted) people whose groups
+        include one of ``names`` or, when ``known`` is given, a group not in ``known`` (one
+        deleted or renamed since they were stored).
+
+        Reads the stored groups of every person of the directory (streamed, a thousand rows at
+        a time): names live inside the JSON attributes, which no portable index reaches.
+        """
+        wanted, current = frozenset(names), None if known is None else frozenset(known)
+        found: list[str] = []
+        with self._sessions() as session:
+            rows = session.execute(
+                select(DirectoryPersonRow.object_id, DirectoryPersonRow.attributes)
+                .where(
+                    DirectoryPersonRow.organisation == organisation,
+                    DirectoryPersonRow.directory_id == directory_id,
+                    DirectoryPersonRow.deleted_at.is_(None),
+                )
+                .execution_options(yield_per=1000)
+            )
+            for object_id, attributes in rows:
+                groups = (attributes or {}).get(GROUPS_ATTRIBUTE) or ()
+                if any(g in wanted or (current is not None and g not in current) for g in groups):
+                    found.append(object_id)
+        return found
 
     def mark_access_ended(self, organisation: str, directory_id: str, object_ids: Iterable[str], *, now: dt.datetime) -> None:
         """Record that these people's access was ended (so the next sync does not end it again)."""

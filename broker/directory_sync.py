@@ -15,7 +15,11 @@ each page in the identity store (``broker.directory_people``) and then:
 
 Each person's groups are resolved as at sign-in (nested, primary group) and stored with
 their attributes (``groups``), so ``supercloud policy who-can / what-can`` see the teams and
-job roles a sign-in would give them (``broker.identity_store``).
+job roles a sign-in would give them (``broker.identity_store``). A membership change moves
+the group, not the person, so an incremental run also re-reads the people whose groups may
+have changed: ``DirectorySync`` finds everyone now in a changed group, and asks this service
+(its ``holders`` callback) for the people the store holds in a changed or deleted group —
+those just removed (``DirectoryPeople.holding_groups``); the report line counts them.
 
 A full run that would remove more than ``max_removed_fraction`` of a directory's people is
 refused (nothing is marked deleted, no access ended, audited): a base DN or filter typo
@@ -35,12 +39,12 @@ import logging
 from collections.abc import Callable
 
 from broker.audit import AuditEvent
-from broker.directory_people import DELETED, DirectoryPeople, PersonChange
+from broker.directory_people import DELETED, GROUPS_ATTRIBUTE, DirectoryPeople, PersonChange
 from config import Settings
 from config.ldap_source import LdapSourceConfig
 from directories.errors import DirectoryError, DirectoryErrorCode
 from directories.ldap import LdapDirectory, build_ldap_directory
-from directories.ldap.sync import DirectorySync, SyncCursor
+from directories.ldap.sync import DirectorySync, GroupChanges, SyncCursor
 from federation.directory_source import directory_issuer
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ class DirectorySyncReport:
     leavers: int = 0
     sessions_ended: int = 0
     deletions_checked: bool = False
+    #: People read again (incremental runs) because a group they are or were in changed.
+    reread_for_groups: int = 0
     error: str | None = None
 
     def line(self) -> str:
@@ -75,8 +81,9 @@ class DirectorySyncReport:
             return f"✗ {self.organisation}/{self.directory_id}: sync failed: {self.error}"
         kind = "full" if self.full else "incremental"
         deletions = "" if self.full or self.deletions_checked else " (deletions are found by the next full run)"
+        groups = "" if self.full else f" ({self.reread_for_groups} for group changes)"
         return (
-            f"✓ {self.organisation}/{self.directory_id}: {kind} sync from {self.server}: {self.read} read, "
+            f"✓ {self.organisation}/{self.directory_id}: {kind} sync from {self.server}: {self.read} read{groups}, "
             f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged, {self.disabled} disabled, "
             f"{self.deleted} deleted; {self.leavers} leavers, {self.sessions_ended} sessions ended{deletions}"
         )
@@ -163,8 +170,13 @@ class DirectorySyncService:
                 if change.leaver:
                     leavers.append(change)
 
-        result = sync.run(on_page, since)
+        def holders(changes: GroupChanges) -> list[str]:
+            return self._people.holding_groups(org, directory_id, changes.names, known=changes.current)
+
+        resolved = GROUPS_ATTRIBUTE not in directory.config.effective_attribute_map  # else stored groups are mapped
+        result = sync.run(on_page, since, holders if resolved else None)
         report.full, report.server, report.read = result.full, result.server, result.records
+        report.reread_for_groups = result.reread_for_groups
         report.deletions_checked = result.deletions_checked
         deleted: list[PersonChange] = []
         if result.full:

@@ -18,6 +18,10 @@ answers as the configured group mode would at sign-in:
 
 DNs are compared case-insensitively with spaces around ``,`` and ``=`` removed.
 Large AD groups' ``member`` is read in ranges by ldap3 (``member;range=...``).
+
+For an incremental sync the index also keeps, per group, the change stamps asked for
+(``stamps``: e.g. ``uSNChanged``, ``modifyTimestamp``, ``entryCSN``), read in the same search,
+and ``members_under(groups)`` answers who is in those groups, directly or through nested ones.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import collections
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import ldap3
 
@@ -60,6 +64,7 @@ def normalise_dn(dn: str) -> str:
 class _Group:
     ref: GroupRef
     security: bool
+    stamps: tuple[str, ...] = ()
 
 
 class GroupIndex:
@@ -73,15 +78,50 @@ class GroupIndex:
         self._by_sid = by_sid
         self._is_ad = cfg.type == "active_directory"
         self._mode = cfg.effective_group_mode
+        self._children: dict[str, list[str]] | None = None  # built on first use by members_under
 
     @property
     def size(self) -> int:
         """How many groups were read."""
         return len(self._groups)
 
+    def stamped(self) -> Iterator[tuple[str, GroupRef, tuple[str, ...]]]:
+        """Yield (normalised DN, group, its values of the ``stamps`` attributes read, "" if absent)
+        for every group."""
+        for key, group in self._groups.items():
+            yield key, group.ref, group.stamps
+
+    def members_under(self, keys: Iterable[str]) -> set[str]:
+        """Return the normalised DNs of the non-group members of the groups ``keys`` (normalised
+        DNs) and of every group nested in them, at any depth (each group visited once)."""
+        if self._children is None:
+            children: dict[str, list[str]] = collections.defaultdict(list)
+            for member, groups in self._parents.items():
+                for group in groups:
+                    children[group].append(member)
+            self._children = dict(children)
+        seen: set[str] = set()
+        frontier = [k for k in dict.fromkeys(keys) if k in self._groups]
+        seen.update(frontier)
+        members: set[str] = set()
+        while frontier:
+            found = []
+            for group in frontier:
+                for member in self._children.get(group, ()):
+                    if member in self._groups:
+                        if member not in seen:
+                            seen.add(member)
+                            found.append(member)
+                    else:
+                        members.add(member)
+            frontier = found
+        return members
+
     @classmethod
-    def read(cls, conn: ldap3.Connection, cfg: LdapSourceConfig, page_size: int = 500) -> GroupIndex:
-        """Read every group under the group base on ``conn``; return the index.
+    def read(cls, conn: ldap3.Connection, cfg: LdapSourceConfig, page_size: int = 500,
+             stamps: tuple[str, ...] = ()) -> GroupIndex:
+        """Read every group under the group base on ``conn`` (with the ``stamps`` attributes of
+        each, see ``stamped``); return the index.
 
         Raises ``ServerFailure`` (busy/unavailable: the pool fails over) and
         ``DirectoryError(MISCONFIGURED)`` when the server refuses the search or stops it at a
@@ -90,7 +130,7 @@ class GroupIndex:
         is_ad = cfg.type == "active_directory"
         id_attribute = "objectGUID" if is_ad else "entryUUID"
         ldap_filter = "(|(objectClass=group)(member=*))" if is_ad else "(member=*)"
-        attributes = ["cn", "member", id_attribute, *(["objectSid", "groupType"] if is_ad else [])]
+        attributes = ["cn", "member", id_attribute, *(["objectSid", "groupType"] if is_ad else []), *stamps]
         groups: dict[str, _Group] = {}
         parents: dict[str, set[str]] = collections.defaultdict(set)
         by_sid: dict[bytes, str] = {}
@@ -104,7 +144,8 @@ class GroupIndex:
             key = normalise_dn(dn)
             group_type = first_int(raw, "groupType") if is_ad else None
             security = group_type is None or bool(group_type & _SECURITY_GROUP)
-            groups[key] = _Group(GroupRef(id=group_id, name=first_text(raw, "cn") or dn), security)
+            groups[key] = _Group(GroupRef(id=group_id, name=first_text(raw, "cn") or dn), security,
+                                 tuple(first_text(raw, a) or "" for a in stamps))
             sid = first(raw, "objectSid")
             if sid is not None:
                 by_sid[bytes(sid)] = key
