@@ -175,6 +175,14 @@ class LdapSourceConfig(BaseModel):
         description="The directory's lockout observation window (AD: 'Reset account lockout counter after')",
     )
 
+    sync_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="OpenLDAP directory sync: how far this machine's clock may be ahead of the directory's; the "
+        "next run restarts that far before this run's start (changes of those seconds are read again)",
+    )
+
     @field_validator("urls")
     @classmethod
     def _urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,11 +9,26 @@ directory. It returns the number of records and a ``SyncCursor`` for the next ru
 Incremental runs (``since`` = the previous cursor) add a change clause to the filter:
 
 * OpenLDAP: ``(modifyTimestamp>=T)`` (RFC 4512 §3.4 operational attribute, GeneralizedTime);
-  the cursor is the greatest ``modifyTimestamp`` seen. The comparison is inclusive, so
-  entries changed in the cursor's second are delivered again (consumers upsert by object id).
-* Active Directory: ``(uSNChanged>=N+1)`` (MS-ADTS §3.1.1.1.9); the cursor is the greatest
-  ``uSNChanged`` seen. USNs are per domain controller: the cursor names the server that
-  produced it, and a run answered by another DC must start again with a full sync.
+  the cursor is the greatest ``modifyTimestamp`` seen, but never later than the run's start
+  (below). The comparison is inclusive, so entries changed in the cursor's second are
+  delivered again (consumers upsert by object id).
+* Active Directory: ``(uSNChanged>=N+1)`` (MS-ADTS §3.1.1.1.9); the cursor is the rootDSE's
+  ``highestCommittedUSN`` (MS-ADTS §3.1.1.3.2.9) read on the same connection before the
+  searches. USNs are per domain controller: the cursor names the server that produced it,
+  and a run answered by another DC must start again with a full sync.
+
+The cursor is a high-water mark taken at the *start* of the run, as Microsoft's "polling for
+changes using uSNChanged" prescribes: a change made while the run goes on, to an entry the
+run has already read, would otherwise be lost for good when the run later reads an entry
+changed after it (the greatest stamp seen would be above the missed change). Anything changed
+after the mark is read again by the next run, harmlessly (consumers upsert). OpenLDAP has no
+committed-change counter, so the mark is a time: the server's clock where the service account
+may read back_monitor (``cn=Current,cn=Time,cn=Monitor``, ``monitorTimestamp``; rarely
+granted), else this machine's UTC clock less ``sync_clock_skew_seconds`` (default 300) for
+the two clocks' disagreement. The trade-off: every incremental run re-delivers the changes
+of the last ``sync_clock_skew_seconds`` (and re-reads the members of groups changed in them);
+set it to the real clock skew bound (0 when slapd shares this machine's clock). The cursor's
+stored form is unchanged, so cursors stored before are read as they were.
 
 Deletions: a deleted entry simply stops matching. On Active Directory an incremental run
 also asks for the tombstones changed since the cursor, with the Show Deleted control
@@ -46,8 +61,11 @@ peers). So an incremental run also looks at the groups, in the index it reads an
   their previous groups). They are read by DN (AD ``distinguishedName``, OpenLDAP
   ``entryDN``, RFC 5020) or object id, ``REREAD_BATCH`` to an OR filter, paged, and delivered
   like changed people; ``SyncResult.reread_for_groups`` counts them;
-* the cursor covers the groups: the greatest ``uSNChanged`` / ``modifyTimestamp`` seen among
-  people and groups.
+* the cursor covers the groups: on AD ``highestCommittedUSN`` covers them; on OpenLDAP the
+  greatest ``modifyTimestamp`` / ``entryCSN`` seen among people and groups, each bounded by
+  the run's start as above (``entryCSN`` embeds its time to the microsecond: the bound is the
+  greatest CSN possible just before that moment, so a group changed while the group index
+  was being read is found again by the next run).
 
 A change to a group's other attributes (description) re-reads its members too (unchanged
 for the consumer). Sign-in and every re-check (``broker.leavers``) read groups live regardless
@@ -97,6 +115,7 @@ _PERMANENT_LOCK = "000001010000Z"  # ppolicy: locked by an administrator until u
 _GENERALIZED_TIME = re.compile(r"^\d{14}(?:\.\d+)?Z$")
 _CSN = re.compile(r"^\d{14}\.\d+Z#[0-9a-f]+#[0-9a-f]+#[0-9a-f]+$")  # OpenLDAP entryCSN
 _HEX = re.compile(r"^[0-9a-f]{0,64}$")
+_MONITOR_TIME = "cn=Current,cn=Time,cn=Monitor"  # OpenLDAP back_monitor: the server's clock
 #: People re-read for group changes per search: DNs or object ids in one OR filter.
 REREAD_BATCH = 200
 
@@ -269,6 +288,9 @@ class DirectorySync:
         if since is not None and self._is_ad and since.server and since.server != server:
             log.info("directory %s: cursor is from another domain controller; running a full sync", self._config.id)
             since = None
+        # the high-water mark is taken before anything is read: a change committed while the
+        # run goes on (to an entry already read) is then above the next cursor, never below
+        start, csn_bound = self._start_mark(conn)
         index = (GroupIndex.read(conn, self._config, self._page_size, stamps=self._group_stamps)
                  if self._resolve_groups else None)
         high = since.value if since is not None else ""
@@ -287,7 +309,7 @@ class DirectorySync:
         deleted_groups: tuple[str, ...] = ()
         checked = False
         if self._is_ad and since is not None:
-            deleted, deleted_groups, checked, high = self._tombstones(conn, since, high)
+            deleted, deleted_groups, checked = self._tombstones(conn, since)
         reread = groups_changed = 0
         if index is not None and since is not None and delivered is not None:
             reread, groups_changed = self._reread_for_groups(
@@ -296,11 +318,53 @@ class DirectorySync:
         log.info("directory %s: sync delivered %d records in %d pages (%d re-read for %d group changes), "
                  "%d deletions", self._config.id, total, pages, reread, groups_changed, len(deleted))
         group_set = _group_set_digest(index) if index is not None else ""
+        if self._is_ad:
+            high = start  # highestCommittedUSN before the searches, not the greatest uSNChanged seen
+        elif high:
+            high = min(high, start)  # never past the run's start (both GeneralizedTime, compared as text)
+            if group_csn:
+                group_csn = min(group_csn, csn_bound)  # entryCSN: same rule, to the microsecond
         cursor = (SyncCursor(self._change_attribute, high, server=server, group_csn=group_csn, group_set=group_set)
                   if high else None)
         return SyncResult(records=total, pages=pages, cursor=cursor, full=since is None, server=server,
                           deleted=deleted, deletions_checked=checked, reread_for_groups=reread,
                           groups_changed=groups_changed)
+
+    def _start_mark(self, conn: ldap3.Connection) -> tuple[str, str]:
+        """Return (high-water mark, entryCSN bound) of a run starting now, read before its searches.
+
+        Active Directory: the rootDSE's ``highestCommittedUSN`` (MS-ADTS §3.1.1.3.2.9), as
+        Microsoft's "polling for changes using uSNChanged" prescribes (no CSN bound: "").
+        OpenLDAP: the server's clock (``monitorTimestamp`` of ``cn=Current,cn=Time,cn=Monitor``,
+        to the second) where the service account may read back_monitor, else this machine's UTC
+        clock less ``sync_clock_skew_seconds`` (to the microsecond); the mark is that moment as
+        GeneralizedTime rounded down to the second, the bound an entryCSN just below it.
+
+        Raises ``ServerFailure`` (the server went away), ``DirectoryError`` MISCONFIGURED (an
+        AD rootDSE without ``highestCommittedUSN``).
+        """
+        if self._is_ad:
+            conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["highestCommittedUSN"])
+            result = conn.result or {}
+            if result.get("result") in SERVER_DOWN_RESULTS:
+                raise ServerFailure(f"rootDSE read answered {result.get('description')}")
+            usn = next((first_text(dict(item.get("raw_attributes") or {}), "highestCommittedUSN") or ""
+                        for item in conn.response or () if item.get("type") == "searchResEntry"), "")
+            if not usn.isdigit():
+                raise DirectoryError(DirectoryErrorCode.MISCONFIGURED,
+                                     f"{self._config.id}: the rootDSE gives no highestCommittedUSN")
+            return usn, ""
+        conn.search(_MONITOR_TIME, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["monitorTimestamp"])
+        result = conn.result or {}
+        if result.get("result") in SERVER_DOWN_RESULTS:
+            raise ServerFailure(f"monitor time read answered {result.get('description')}")
+        stamp = next((first_text(dict(item.get("raw_attributes") or {}), "monitorTimestamp") or ""
+                      for item in conn.response or () if item.get("type") == "searchResEntry"), "")
+        if result.get("result") == 0 and _GENERALIZED_TIME.match(stamp):
+            moment = dt.datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+        else:
+            moment = self._now() - dt.timedelta(seconds=self._config.sync_clock_skew_seconds)
+        return f"{moment.astimezone(dt.UTC):%Y%m%d%H%M%S}Z", _csn_below(moment)
 
     def _deliver(
         self,
@@ -433,10 +497,10 @@ class DirectorySync:
         return any_of_bytes("objectGUID", guids) if guids else ""
 
     def _tombstones(
-        self, conn: ldap3.Connection, since: SyncCursor, high: str
-    ) -> tuple[tuple[str, ...], tuple[str, ...], bool, str]:
+        self, conn: ldap3.Connection, since: SyncCursor
+    ) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
         """Return (object ids of user tombstones changed since ``since``, last names of group
-        tombstones under the group base (when groups are resolved), searched?, new high USN).
+        tombstones under the group base (when groups are resolved), searched?).
 
         A refusal (no right to read deleted objects) is not an error: deletions are then
         found by the next full run (groups: by the group set changing, see the module docstring).
@@ -458,7 +522,7 @@ class DirectorySync:
                 raise ServerFailure(f"tombstone search answered {result.get('description')}")
             if result.get("result") != 0:
                 log.info("directory %s: tombstones not readable (%s)", self._config.id, result.get("description"))
-                return (), (), False, high
+                return (), (), False
             for item in conn.response or ():
                 if item.get("type") != "searchResEntry":
                     continue
@@ -472,12 +536,9 @@ class DirectorySync:
                     object_id = first_text(raw, "objectGUID")
                     if object_id:
                         ids.append(object_id)
-                change = first_text(raw, "uSNChanged") or ""
-                if _newer(change, high, numeric=True):
-                    high = change
             cookie = (result.get("controls") or {}).get(_PAGED_RESULTS, {}).get("value", {}).get("cookie") or None
             if not cookie:
-                return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(names)), True, high
+                return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(names)), True
 
     def _record(self, raw: dict[str, list[bytes]], now: dt.datetime) -> AccountRecord | None:
         object_id = first_text(raw, self._object_id_attribute)
@@ -515,6 +576,14 @@ def _last_known_name(raw: RawAttributes) -> str:
     the ``\\nDEL:<guid>`` of its delete-mangled RDN (MS-ADTS §3.1.1.5.5.6.1)."""
     name = first_text(raw, "msDS-LastKnownRDN") or first_text(raw, "cn") or ""
     return name.split("\nDEL:", 1)[0]
+
+
+def _csn_below(moment: dt.datetime) -> str:
+    """Return the greatest ``entryCSN`` OpenLDAP could stamp before ``moment``: its previous
+    microsecond with the greatest counter, server id and modifier number (a CSN is
+    ``YYYYmmddHHMMSS.ffffffZ#counter#sid#mod``, ordered as text)."""
+    before = moment.astimezone(dt.UTC) - dt.timedelta(microseconds=1)
+    return f"{before:%Y%m%d%H%M%S.%f}Z#ffffff#fff#ffffff"
 
 
 def _newer(value: str, than: str, *, numeric: bool) -> bool:

@@ -93,6 +93,7 @@ def hackney_source(server: SlapdServer, **overrides: Any) -> dict[str, Any]:
         "connect_timeout_seconds": 1,
         "response_timeout_seconds": 3,
         "min_failure_seconds": 0,
+        "sync_clock_skew_seconds": 0,  # slapd runs on this machine, on its clock
         **overrides,
     }
 

@@ -70,6 +70,7 @@ def hackney_settings(server: SlapdServer, **overrides: object) -> LdapSourceConf
         "bind_password": resolved_secret(HACKNEY.service_password),
         "user_attribute": "uid",
         "min_failure_seconds": 0,
+        "sync_clock_skew_seconds": 0,  # slapd runs on this machine, on its clock
     }
     values.update(overrides)
     return LdapSourceConfig.model_validate(values)
