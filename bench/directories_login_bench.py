@@ -138,6 +138,10 @@ def start_slapd_tls(address: str, run_dir: Path) -> tuple[subprocess.Popen[bytes
                         f'limits dn.exact="{slapd.HACKNEY.service_dn}" size=unlimited size.prtotal=unlimited time=unlimited\n')
     conf = conf.replace("database mdb", f"TLSCACertificateFile {ca}\nTLSCertificateFile {cert}\n"
                                         f"TLSCertificateKeyFile {key}\n\ndatabase mdb", 1)
+    # The service account may read the server's clock (back_monitor), so an incremental sync's
+    # cursor is the server's time at the run's start rather than this machine's less a skew allowance.
+    conf = conf.replace("database monitor\n", f'database monitor\naccess to dn.base="cn=Current,cn=Time,cn=Monitor"\n'
+                                               f'    by dn.exact="{slapd.HACKNEY.service_dn}" read\n    by * break\n', 1)
     path = run_dir / "slapd.conf"
     path.write_text(conf)
     subprocess.run([slapd.find_binary("slaptest") or "slaptest", "-f", str(path), "-u"], check=True, capture_output=True)
