@@ -108,15 +108,24 @@ def _send_encoded_search(
         request = {"type": "searchRequest", "base": base, "scope": _SCOPES[scope], "dereferenceAlias": wire.DEREF_ALWAYS,
                    "sizeLimit": size_limit, "timeLimit": 0, "typesOnly": False, "filter": ldap_filter,
                    "attributes": attribute_list, "controls": None}
-        conn.request = request
-        conn.strategy._outstanding[message_id] = request  # noqa: SLF001 - as ldap3's BaseStrategy.send does
-        try:
-            conn.socket.sendall(message)
-        except OSError as exc:
-            conn.strategy._outstanding.pop(message_id, None)  # noqa: SLF001
-            raise LDAPSocketSendError(f"socket sending error {exc}") from exc
+        _send(conn, message_id, request, message)
         conn.post_send_search(message_id)
     return True
+
+
+def _send(conn: ldap3.Connection, message_id: int, request: dict[str, object], message: bytes) -> None:
+    """Record ``request`` as ldap3's ``BaseStrategy.send`` does (its response handling reads it)
+    and send the encoded ``message``; the caller holds ``conn.connection_lock``.
+
+    Raises ``LDAPSocketSendError`` (nothing left outstanding) when the socket fails.
+    """
+    conn.request = request
+    conn.strategy._outstanding[message_id] = request  # noqa: SLF001 - as ldap3's BaseStrategy.send does
+    try:
+        conn.socket.sendall(message)
+    except OSError as exc:
+        conn.strategy._outstanding.pop(message_id, None)  # noqa: SLF001
+        raise LDAPSocketSendError(f"socket sending error {exc}") from exc
 
 
 def _send_encoded_bind(conn: ldap3.Connection, dn: str, password: str) -> bool | None:
@@ -141,13 +150,7 @@ def _send_encoded_bind(conn: ldap3.Connection, dn: str, password: str) -> bool |
         # What ldap3 keeps of an outstanding bind, without the password.
         request = {"type": "bindRequest", "version": 3, "name": dn,
                    "authentication": {"sasl": None, "simple": "<stripped>"}, "controls": None}
-        conn.request = request
-        conn.strategy._outstanding[message_id] = request  # noqa: SLF001 - as ldap3's BaseStrategy.send does
-        try:
-            conn.socket.sendall(message)
-        except OSError as exc:
-            conn.strategy._outstanding.pop(message_id, None)  # noqa: SLF001
-            raise LDAPSocketSendError(f"socket sending error {exc}") from exc
+        _send(conn, message_id, request, message)
         del message
         conn.post_send_single_response(message_id)
         result = conn.result or {}
