@@ -180,6 +180,20 @@ def _short(grant: str) -> str:
     return "token-exchange" if grant == GRANT_TOKEN_EXCHANGE else grant
 
 
+def _managed_client(services: Any, client_id: str, in_config: str) -> Client:
+    """Return the registered, live client ``client_id`` that the store manages.
+
+    Raises ClickException when there is none, or with the message ``in_config`` when it comes
+    from the configuration file (which the CLI does not edit).
+    """
+    found = services.clients.find(client_id)
+    if found is None or found[1]:
+        raise click.ClickException(f"no client {client_id!r} is registered (see 'supercloud clients list')")
+    if found[0].origin == "config":
+        raise click.ClickException(in_config)
+    return found[0]
+
+
 @clients_group.command("remove")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
@@ -187,13 +201,11 @@ def _short(grant: str) -> str:
 def clients_remove(ctx: click.Context, client_id: str, yes: bool) -> None:
     """Remove an application: it can no longer sign anyone in and every token issued to it is revoked."""
     services = _services(ctx)
-    found = services.clients.find(client_id)
-    if found is None or found[1]:
-        raise click.ClickException(f"no client {client_id!r} is registered (see 'supercloud clients list')")
-    if found[0].origin == "config":
-        raise click.ClickException(f"{client_id} is registered in the configuration file; remove it there (and run 'supercloud init')")
+    client = _managed_client(
+        services, client_id, f"{client_id} is registered in the configuration file; remove it there (and run 'supercloud init')"
+    )
     if not yes:
-        click.confirm(f"Remove {found[0].name} ({client_id}) and revoke its tokens?", abort=True)
+        click.confirm(f"Remove {client.name} ({client_id}) and revoke its tokens?", abort=True)
     try:
         services.clients.remove(client_id)
     except UnknownClient as exc:
@@ -209,11 +221,9 @@ def clients_remove(ctx: click.Context, client_id: str, yes: bool) -> None:
 def clients_rotate_secret(ctx: click.Context, client_id: str, as_json: bool) -> None:
     """Give an application a new secret; the old one stops working at once (within 2 s in every worker)."""
     services = _services(ctx)
-    found = services.clients.find(client_id)
-    if found is None or found[1]:
-        raise click.ClickException(f"no client {client_id!r} is registered (see 'supercloud clients list')")
-    if found[0].origin == "config":
-        raise click.ClickException(f"{client_id}'s secret comes from the configuration file ({client_id}.client_secret); change it there")
+    _managed_client(
+        services, client_id, f"{client_id}'s secret comes from the configuration file ({client_id}.client_secret); change it there"
+    )
     try:
         new = services.clients.rotate_secret(client_id)
     except (UnknownClient, ValueError) as exc:
