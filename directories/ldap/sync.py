@@ -101,6 +101,7 @@ from directories.ldap.attributes import RawAttributes, first_text, get_all, map_
 from directories.ldap.directory import LdapDirectory
 from directories.ldap.filters import any_of, any_of_bytes
 from directories.ldap.group_index import GroupIndex, normalise_dn
+from directories.ldap.operations import search
 from directories.ldap.status import AD_STATUS_ATTRIBUTES, PPOLICY_STATUS_ATTRIBUTES, ad_account_status, ppolicy_account_status
 from directories.ldap.transport import SERVER_DOWN_RESULTS, ServerFailure
 from directories.records import AccountRecord, AccountStatus
@@ -344,23 +345,18 @@ class DirectorySync:
         AD rootDSE without ``highestCommittedUSN``).
         """
         if self._is_ad:
-            conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["highestCommittedUSN"])
-            result = conn.result or {}
-            if result.get("result") in SERVER_DOWN_RESULTS:
-                raise ServerFailure(f"rootDSE read answered {result.get('description')}")
-            usn = next((first_text(dict(item.get("raw_attributes") or {}), "highestCommittedUSN") or ""
-                        for item in conn.response or () if item.get("type") == "searchResEntry"), "")
+            root = search(conn, "", "(objectClass=*)", ["highestCommittedUSN"], scope="base")
+            usn = (first_text(root[0].raw, "highestCommittedUSN") or "") if root else ""
             if not usn.isdigit():
                 raise DirectoryError(DirectoryErrorCode.MISCONFIGURED,
                                      f"{self._config.id}: the rootDSE gives no highestCommittedUSN")
             return usn, ""
-        conn.search(_MONITOR_TIME, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["monitorTimestamp"])
-        result = conn.result or {}
-        if result.get("result") in SERVER_DOWN_RESULTS:
-            raise ServerFailure(f"monitor time read answered {result.get('description')}")
-        stamp = next((first_text(dict(item.get("raw_attributes") or {}), "monitorTimestamp") or ""
-                      for item in conn.response or () if item.get("type") == "searchResEntry"), "")
-        if result.get("result") == 0 and _GENERALIZED_TIME.match(stamp):
+        try:
+            clock = search(conn, _MONITOR_TIME, "(objectClass=*)", ["monitorTimestamp"], scope="base")
+        except DirectoryError:  # back_monitor refused to this account: this machine's clock instead
+            clock = []
+        stamp = (first_text(clock[0].raw, "monitorTimestamp") or "") if clock else ""
+        if _GENERALIZED_TIME.match(stamp):
             moment = dt.datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
         else:
             moment = self._now() - dt.timedelta(seconds=self._config.sync_clock_skew_seconds)
