@@ -232,7 +232,9 @@ class LdapDirectory:
                 DirectoryErrorCode.MISCONFIGURED, f"{self.id}: entry has no {self._object_id_attribute}"
             )
         username = first_text(entry.raw, self._config.user_attribute) or ""
-        groups = self._pool.run("service", lambda conn: self._groups.groups(conn, entry))
+        groups = self._groups.without_connection(entry)
+        if groups is None:  # only then borrow a service connection (member_of's graph needs none)
+            groups = self._pool.run("service", lambda conn: self._groups.groups(conn, entry))
         return AccountRecord(
             directory_id=self.id,
             object_id=object_id,

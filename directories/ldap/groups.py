@@ -58,6 +58,11 @@ class GroupResolver(Protocol):
         """Return the user's groups (direct and nested), sorted by name."""
         ...
 
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return the user's groups if they can be told from ``user`` (and what the resolver
+        holds) alone, else None: then ``groups`` needs a connection."""
+        ...
+
 
 def _group_ref(entry: Entry, id_attribute: str) -> GroupRef | None:
     group_id = first_text(entry.raw, id_attribute)
@@ -80,6 +85,10 @@ class NoGroups:
     def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
         """Return an empty tuple."""
         return ()
+
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return None: ``groups`` answers (with nothing) on the connection it is given."""
+        return None
 
 
 def primary_group_sid(user: Entry) -> bytes | None:
@@ -117,6 +126,10 @@ class InChainGroups:
         ldap_filter = in_chain if primary is None else f"(|{in_chain}{any_of_bytes('objectSid', [primary])})"
         return _sorted([_group_ref(e, "objectGUID") for e in search(conn, self._base, ldap_filter, ["cn", "objectGUID"])])
 
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return None: the groups are always read from the directory."""
+        return None
+
 
 class TokenGroupsGroups:
     """AD nested groups from the constructed tokenGroups attribute (security groups only)."""
@@ -137,6 +150,10 @@ class TokenGroupsGroups:
                 conn, self._base, f"(&(objectClass=group){any_of_bytes('objectSid', batch)})", ["cn", "objectGUID"]
             )
         return _sorted([_group_ref(e, "objectGUID") for e in entries])
+
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return None: the groups are always read from the directory."""
+        return None
 
 
 class RecursiveGroups:
@@ -174,6 +191,10 @@ class RecursiveGroups:
                     seen[key] = entry
                     frontier.append(entry.dn)
         return _sorted([_group_ref(e, self._id_attribute) for e in seen.values()])
+
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return None: the groups are always read from the directory."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -227,17 +248,32 @@ class MemberOfGroups:
         under the base that ``memberOf`` names; otherwise from the live resolver on ``conn``
         (raising what it raises: ``ServerFailure``, ``DirectoryError``).
         """
-        graph = self._cache.current()
-        if graph is None:
-            return self._resolve_live(conn, user, "live_no_graph")
-        if any(name.lower().startswith("memberof;range=") for name in user.raw):
-            # AD sends a long memberOf in ranges; one ldap3 could not complete is not trusted.
-            return self._resolve_live(conn, user, "live_incomplete")
-        direct = [normalise_dn(value.decode("utf-8", "replace")) for value in get_all(user.raw, "memberOf")]
-        if any(graph.under_base(dn) and not graph.knows(dn) for dn in direct):
+        answer = self._from_graph(user)
+        if not isinstance(answer, str):
+            return answer
+        if answer == "live_unknown_group":
             log.info("group graph lacks a group %s is in (created since the last load?); resolved live", user.dn)
             self._cache.request_reload()
-            return self._resolve_live(conn, user, "live_unknown_group")
+        return self._resolve_live(conn, user, answer)
+
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return the user's groups from the graph, or None when ``groups`` must resolve them
+        live (on a connection)."""
+        answer = self._from_graph(user)
+        return None if isinstance(answer, str) else answer
+
+    def _from_graph(self, user: Entry) -> tuple[GroupRef, ...] | str:
+        """Return the user's groups from the graph (counted), or why they must be resolved live:
+        ``live_no_graph``, ``live_incomplete`` or ``live_unknown_group`` (a ``MemberOfCounts`` field)."""
+        graph = self._cache.current()
+        if graph is None:
+            return "live_no_graph"
+        if any(name.lower().startswith("memberof;range=") for name in user.raw):
+            # AD sends a long memberOf in ranges; one ldap3 could not complete is not trusted.
+            return "live_incomplete"
+        direct = [normalise_dn(value.decode("utf-8", "replace")) for value in get_all(user.raw, "memberOf")]
+        if any(graph.under_base(dn) and not graph.knows(dn) for dn in direct):
+            return "live_unknown_group"
         primary = primary_group_sid(user) if self._is_ad else None
         self._count("graph")
         return graph.expand(direct, primary, self._max_depth, user.dn)

@@ -90,6 +90,25 @@ def test_camden_sign_in_reads_groups_without_a_group_search(samba_camden: SambaD
     assert resolver.groups(NoConnection(), entry) == record.groups  # type: ignore[arg-type]
 
 
+@pytest.mark.peer("samba")
+def test_camden_sign_in_borrows_no_connection_for_groups_the_graph_answers(
+    samba_camden: SambaDC, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, resolver = member_of(build, camden_settings(samba_camden, group_mode="member_of"))
+    borrowed: list[str] = []
+    run = directory.pool.run
+
+    def recording_run(kind, operation):  # type: ignore[no-untyped-def]
+        borrowed.append(kind)
+        return run(kind, operation)
+
+    monkeypatch.setattr(directory.pool, "run", recording_run)
+    record = directory.authenticate("asmith@camden.test", CAMDEN_PASSWORD)
+    assert names(record.groups) == ["Adult Social Care", "Care Staff", "Discharge Team", "Domain Users"]
+    assert borrowed == ["service", "auth"]  # the user search and the bind: nothing for the groups
+    assert resolver.counts.graph == 1
+
+
 @pytest.fixture
 def camden_admin(samba_camden: SambaDC) -> Iterator[tuple[ldap3.Connection, list[str]]]:
     """An Administrator connection and a list of DNs the test made, deleted afterwards."""
