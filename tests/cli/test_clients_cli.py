@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from broker.cli import cli
 from tests.oidc import jwt_tools
+from tests.support.cli_results import ok, refused
 from tests.support.flask_flow import basic_auth, code_flow, exchange
 
 JWK = jwt_tools.public_jwk(jwt_tools.ec_key(), "ops-k1")
@@ -22,17 +23,6 @@ LOOPBACK = "http://127.0.0.1:8021/callback"
 
 def run(settings, *args: str, input: str | None = None) -> Result:  # type: ignore[no-untyped-def]  # noqa: A002
     return CliRunner().invoke(cli, ["--config", str(settings.base_dir / "broker.yaml"), *args], obj={}, input=input)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(result: Result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
 
 
 def add(settings, *args: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]

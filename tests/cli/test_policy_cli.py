@@ -15,6 +15,7 @@ from broker.cli import cli
 from broker.decision_log import DecisionRecorder
 from policies import LONDON_BUNDLE, PolicyEngine, Request, compile_bundle, load_bundle
 from policies.model import Fact
+from tests.support.cli_results import ok, refused
 
 TESTS_YAML = str(LONDON_BUNDLE / "tests.yaml")
 V1 = "2026.11.28-1"
@@ -28,17 +29,6 @@ unless { principal.assurance >= 2 };
 
 def policy(settings, *args: str) -> Result:  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, ["--config", str(settings.base_dir / "broker.yaml"), "policy", *args], obj={})
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(result: Result) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
 
 
 def bundle_copy(tmp_path: Path, name: str = "candidate", extra: dict[str, str] | None = None) -> Path:
