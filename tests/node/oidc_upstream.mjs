@@ -29,7 +29,7 @@
 //   {port, host, clients: [oidc-provider client metadata ...]}
 // It prints {"issuer": ...} on one line when it listens.
 
-import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import * as jose from 'jose';
 import Provider from 'oidc-provider';
@@ -43,7 +43,16 @@ const issuer = `http://${host}:${port}`;
 // --- keys: the provider's own, and a rogue one for forgeries -----------------------------
 
 function rsaJwk(kid) {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  // Generated as PEM and imported again: Node 20 can deadlock when a garbage collection during
+  // a JWK export of a key it generated finalises the key-generation job, as both lock that key
+  // (seen in CI: the peer hung before listening). Imported keys share nothing with the job.
+  const pem = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const privateKey = createPrivateKey(pem.privateKey);
+  const publicKey = createPublicKey(pem.publicKey);
   return {
     private: { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' },
     publicPem: publicKey.export({ format: 'pem', type: 'spki' }),

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import shutil
 import subprocess
 import threading
@@ -35,6 +36,7 @@ from tests.support.settings import ROOT
 
 NODE_DIR = ROOT / "tests" / "node"
 SCRIPT = NODE_DIR / "oidc_upstream.mjs"
+START_TIMEOUT_SECONDS = 30.0  # it listens in well under a second; generous for a loaded CI machine
 _HOW = "install Node.js 20 or later and run `npm ci` in tests/node (make test does it)"
 
 
@@ -82,10 +84,14 @@ def start_oidc_upstream(folder: Path, clients: list[dict[str, Any]], *, port: in
     log_path = folder / "oidc_upstream.log"
     log = open(log_path, "w")  # noqa: SIM115 - kept open for the process's life
     process = subprocess.Popen([node, str(SCRIPT)], cwd=NODE_DIR, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    line = process.stdout.readline() if process.stdout else ""
+    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_SECONDS) if process.stdout else ([], [], [])
+    line = process.stdout.readline() if ready and process.stdout else ""
     if not line:
+        if process.poll() is None:  # alive but not listening: stop it rather than wait on it for ever
+            process.kill()
         process.wait(timeout=5)
-        raise RuntimeError(f"oidc_upstream.mjs exited {process.returncode}: {log_path.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(f"oidc_upstream.mjs did not start within {START_TIMEOUT_SECONDS:.0f} s (exit {process.returncode}): "
+                           f"{log_path.read_text(errors='replace')[-3000:]}")
     return OidcUpstreamPeer(issuer=json.loads(line)["issuer"], process=process, log_path=log_path)
 
 
