@@ -43,6 +43,11 @@ Run from the repository root (``make bench`` runs it too; it is not a test):
       (search + bind: the least a search-then-bind sign-in can cost; on Samba its successful
       simple bind alone is about 3.5 ms of DC CPU here) and with the group mode. A login
       POST's p50 minus this is the broker's own share.
+   D. The floor, per state store: the serial steps no search-then-bind broker can skip, each
+      timed alone: an HTTP POST to a Flask app that does nothing (``bench/floor_app.py`` under
+      the same gunicorn settings), one state-store read (the throttle check before the bind),
+      the search + bind of table C and one durable commit (the session, after the bind); their
+      sum beside the one-client login POST p50 of table A.
 2. Sync: loads N synthetic people into the slapd with ldap3 (several connections in
    parallel), then times ``DirectorySync`` over LDAPS: a full run reading and mapping
    every account, and an incremental run after 1% of them changed.
@@ -614,11 +619,12 @@ def _table(title: str, unit: str) -> None:
 
 
 def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
-                   directories: tuple[tuple[str, list[str], str, list[int]], ...], cores: int, log: Path) -> None:
+                   directories: tuple[tuple[str, list[str], str, list[int]], ...], cores: int, log: Path) -> dict[str, float]:
     """Print the sign-in tables for the broker at ``issuer`` (its log at ``log``): the login
     POST alone (flows prepared ahead, untimed), then whole sign-ins; each with many clients
-    and with one."""
+    and with one. Return the one-client login POST p50 (ms) per directory label."""
     errors: list[str] = []
+    one_client_p50: dict[str, float] = {}
     for clients, processes in ((args.clients, args.processes), (1, 1)):
         posts = args.posts if clients > 1 else args.latency_posts
         _table(f"A. login POST only (POST /login/password; {posts} flows per client prepared ahead, untimed), "
@@ -626,6 +632,8 @@ def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
         for label, users, password, directory_pids in directories:
             result = run_load(issuer, broker_pid, directory_pids, users, password, clients, processes, 0, posts)
             print(_row(label, result, log))
+            if clients == 1 and result.samples:
+                one_client_p50[label] = statistics.median(result.samples)
             if result.first_error:
                 errors.append(f"{label} (POST only, {clients} clients): {result.first_error}")
     for clients, processes in ((args.clients, args.processes), (1, 1)):
@@ -645,15 +653,17 @@ def sign_in_tables(args: argparse.Namespace, issuer: str, broker_pid: int,
           f"on the whole machine (of {cores}).")
     for line in errors:
         print(f"first error - {line}")
+    return one_client_p50
 
 
 def directory_alone_table(sources: dict[str, dict[str, object]], directories: tuple[tuple[str, list[str], str, list[int]], ...],
-                          secrets_by_env: dict[str, str], sign_ins: int) -> None:
+                          secrets_by_env: dict[str, str], sign_ins: int) -> dict[str, float]:
     """Print what the directory part of a sign-in costs with no broker around it, from this
     process: ``LdapDirectory.authenticate`` with no groups (search + bind: the least any
     search-then-bind broker does) and with the source's group mode (what the broker does), one
     sign-in at a time over pooled connections. The broker's own share of a login POST is its
-    p50 minus the second."""
+    p50 minus the second. Return the search + bind (no groups) p50 (ms) per directory label."""
+    search_and_bind: dict[str, float] = {}
     print(f"\nC. the directory alone (LdapDirectory.authenticate from the bench process, no broker; {sign_ins} sign-ins "
           f"each, one at a time)")
     print(f"{'directory':30} {'groups':>12} {'p50 ms':>7} {'p99 ms':>7} {'dir ms CPU':>10}")
@@ -681,6 +691,116 @@ def directory_alone_table(sources: dict[str, dict[str, object]], directories: tu
             finally:
                 directory.close()
             print(f"{label:30} {mode:>12} {statistics.median(samples):>7.2f} {percentile(samples, 99):>7.2f} {cpu:>10.2f}")
+            if mode == "none":
+                search_and_bind[label] = statistics.median(samples)
+    return search_and_bind
+
+
+# -- the floor ---------------------------------------------------------------------------------
+
+
+def start_floor_app(folder: Path, workers: int, threads: int) -> tuple[str, subprocess.Popen[bytes]]:
+    """Serve ``bench/floor_app.py`` under gunicorn with the broker's worker settings; return (URL, process)."""
+    port = free_port()
+    log = open(folder / "floor_app.log", "wb")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT / "bench"), "--workers", str(workers),
+         "--threads", str(threads), "--worker-class", "gthread" if threads > 1 else "sync", "--keep-alive", "65",
+         "--bind", f"127.0.0.1:{port}", "floor_app:app"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError((folder / "floor_app.log").read_text(errors="replace")[-2000:])
+        try:
+            requests.post(f"{url}/login/password", data={"password": "x"}, timeout=1, allow_redirects=False)
+            return url, process
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("the floor app did not start")
+
+
+def _p50_of(step: Callable[[], object], count: int) -> float:
+    """Run ``step`` ``count`` times after 20 untimed runs; return the p50 in ms."""
+    for _ in range(20):
+        step()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        step()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def floor_table(folder: Path, args: argparse.Namespace, db_url: str, redis_url: str | None,
+                search_and_bind: dict[str, float], post_p50: dict[str, float], count: int = 500) -> None:
+    """Print table D: the serial steps no search-then-bind broker can skip, each timed alone, their
+    sum per directory, and the broker's one-client login POST p50 beside it.
+
+    The steps: an HTTP POST answered by a Flask app doing nothing (``bench/floor_app.py`` under
+    the broker's gunicorn settings); one read of the state store (the throttle check that must
+    come before the bind, so that the broker stops short of AD's lockout); the directory's
+    search + bind (table C, no groups); one durable commit (BEGIN, an INSERT, COMMIT) of the
+    session the sign-in creates, which must follow the bind.
+    """
+    from sqlalchemy import create_engine, text
+
+    url, app = start_floor_app(folder, args.workers, args.threads)
+    engine = create_engine(db_url)
+    try:
+        poster = PostClient(url)
+        jar = requests.cookies.RequestsCookieJar()
+
+        def post() -> None:
+            response = poster.post("/login/password", {"csrf_token": "t", "password": "p"}, jar)
+            if response.status != 302:
+                raise RuntimeError(f"floor app answered {response.status}")
+
+        http_p50 = _p50_of(post, count)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE bench_floor (id INTEGER PRIMARY KEY, value VARCHAR(200))"))
+            connection.execute(text("INSERT INTO bench_floor (id, value) VALUES (0, 'counter')"))
+        ids = iter(range(1, 1_000_000))
+
+        def commit() -> None:
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO bench_floor (id, value) VALUES (:id, :value)"),
+                                   {"id": next(ids), "value": secrets.token_hex(40)})
+
+        commit_p50 = _p50_of(commit, count)
+        if redis_url:
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            read_p50 = _p50_of(lambda: client.get("bench-floor"), count)
+            store = "Redis GET"
+        else:
+            def read() -> None:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT value FROM bench_floor WHERE id = 0")).first()
+
+            read_p50 = _p50_of(read, count)
+            store = "SQL SELECT"
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE bench_floor"))
+    finally:
+        engine.dispose()
+        app.terminate()
+        app.wait(timeout=15)
+    print(f"\nD. the floor: serial steps any search-then-bind sign-in takes here, each timed alone ({count} times, p50 ms)")
+    print(f"   HTTP POST to a Flask app doing nothing {http_p50:.2f}; state read before the bind ({store}) {read_p50:.2f}; "
+          f"durable commit after it {commit_p50:.2f}")
+    print(f"{'directory':30} {'search+bind':>11} {'floor':>7} {'login POST':>10} {'over floor':>10}")
+    for label, directory_p50 in search_and_bind.items():
+        floor = http_p50 + read_p50 + directory_p50 + commit_p50
+        measured = post_p50.get(label)
+        shown = f"{measured:>10.2f} {measured - floor:>10.2f}" if measured is not None else f"{'-':>10} {'-':>10}"
+        print(f"{label:30} {directory_p50:>11.2f} {floor:>7.2f} {shown}")
+    print("floor = HTTP + state read + search+bind + commit; login POST: the one-client p50 of table A; "
+          "over floor: what the broker adds (flow and CSRF check, identity mapping, subject, audit record, cookies)")
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -734,10 +854,11 @@ def main() -> int:
                        ("Newham AD failover, StartTLS", NEWHAM_USERS, samba.NEWHAM_PASSWORD, tree(newham.process.pid)),
                        ("Hackney OpenLDAP, LDAPS", HACKNEY_USERS, slapd.HACKNEY_PASSWORD, [ldap_process.pid]))
         print(f"group mode: {args.group_mode}")
+        search_and_bind: dict[str, float] = {}
         if args.directory_sign_ins > 0:
-            directory_alone_table(sources, directories, {"BENCH_CAMDEN_PASSWORD": samba.SERVICE_PASSWORD,
-                                                         "BENCH_HACKNEY_PASSWORD": slapd.HACKNEY.service_password},
-                                  args.directory_sign_ins)
+            search_and_bind = directory_alone_table(
+                sources, directories, {"BENCH_CAMDEN_PASSWORD": samba.SERVICE_PASSWORD,
+                                       "BENCH_HACKNEY_PASSWORD": slapd.HACKNEY.service_password}, args.directory_sign_ins)
         for store in stores:
             (folder / store).mkdir()
             issuer, broker = start_broker(folder / store, sources, db_url, args.workers,
@@ -750,10 +871,13 @@ def main() -> int:
                   f"{os.getloadavg()[0]:.2f})")
             print("login POST = POST /login/password alone (A); whole sign-in = GET /login + POST /login (email) + "
                   "POST /login/password (B); CPU from /proc over each timed phase")
-            sign_in_tables(args, issuer, broker.pid, directories, cores, folder / store / "broker.log")
+            post_p50 = sign_in_tables(args, issuer, broker.pid, directories, cores, folder / store / "broker.log")
             broker.terminate()
             broker.wait(timeout=15)
             broker = None
+            if search_and_bind:
+                floor_table(folder / store, args, db_url, args.redis_url if store == "redis" else None,
+                            search_and_bind, post_p50)
         sizes = [int(s) for s in args.sync_sizes.split(",") if s]
         if sizes:
             sync_bench(ca, sizes)
