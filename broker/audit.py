@@ -11,7 +11,9 @@ HMAC over its position, the previous link and the record's MAC, and the head row
 last link. Whoever seals locks the head row; a process seals whatever is unsealed on its
 first append and then at most every ``seal_interval`` seconds (skipping if another process
 is sealing), and ``supercloud audit seal``/``verify`` and ``records()`` seal before
-reading. The sealer never links a record whose MAC is wrong or whose lane predecessor is
+reading. A served broker seals in a background thread of each worker
+(``seal_in_background``), so no request waits for a seal; elsewhere (the CLI, tests) the
+append that finds a seal due does it. The sealer never links a record whose MAC is wrong or whose lane predecessor is
 missing; those stay unsealed and ``verify`` names them.
 
 ``verify()`` walks the chain (edited, deleted, inserted, reordered records; a truncated
@@ -34,7 +36,9 @@ import json
 import os
 import secrets
 import threading
+import logging
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -44,6 +48,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.storage.models import AuditHeadRow, AuditRecordRow
 from broker.storage.types import utcnow
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 LEGACY_LANE = "legacy"
@@ -135,6 +141,22 @@ class AuditLog:
         self._free: list[_Lane] = []
         self._pid = os.getpid()
         self._next_seal = 0.0  # a process's first append seals whatever earlier processes left
+        self._sealer: _BackgroundSealer | None = None
+
+    def seal_in_background(self) -> None:
+        """From now on seal in a daemon thread of this process, woken by appends, at most once
+        per ``seal_interval``, instead of in the append that finds a seal due. Returns None.
+
+        For long-running servers (each gunicorn worker calls it as it starts): no request then
+        waits for a seal. Idempotent. A process forked after this call seals in its appends
+        again until it calls this itself. A seal that fails is retried at the next wake-up;
+        records stay durable and ``verify`` seals whatever was left.
+        """
+        with self._lock:
+            if self._sealer is not None and self._sealer.pid == os.getpid():
+                return
+            self._sealer = _BackgroundSealer(self, self._seal_interval)
+        self._sealer.start()
 
     def append(self, event: AuditEvent) -> AuditRecord:
         """Write ``event`` durably (one INSERT, committed) and return the stored record, not yet sealed.
@@ -177,7 +199,11 @@ class AuditLog:
         lane.next += 1
         with self._lock:
             self._free.append(lane)
-        self._seal_if_due()
+        sealer = self._sealer
+        if sealer is not None and sealer.pid == os.getpid():
+            sealer.wake()
+        else:
+            self._seal_if_due()
 
     def seal(self, *, wait: bool = True) -> int:
         """Link every sealable unsealed record into the chain; return how many were linked.
@@ -461,3 +487,42 @@ def _refuse_secrets(details: Mapping[str, Any]) -> None:
     for key in details:
         if key.lower() in _SENSITIVE:
             raise ValueError(f"audit details must not carry secrets (key {key!r})")
+
+
+class _BackgroundSealer:
+    """A daemon thread that seals an ``AuditLog`` when appends wake it, at most once per interval.
+
+    It holds the log weakly and ends when the log is collected, so a log no longer used does
+    not keep its engine (or the thread) alive.
+    """
+
+    def __init__(self, audit_log: AuditLog, interval: float) -> None:
+        self.pid = os.getpid()
+        self._log = weakref.ref(audit_log)
+        self._interval = interval
+        self._woken = threading.Event()
+        self._woken.set()  # the first pass seals whatever earlier processes left
+        weakref.finalize(audit_log, self._woken.set)  # the log is gone: wake up and end
+        self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread. Returns None."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Ask for a seal soon (an append was committed). Returns None; never blocks."""
+        self._woken.set()
+
+    def _run(self) -> None:
+        while True:
+            self._woken.wait()
+            self._woken.clear()
+            audit_log = self._log()
+            if audit_log is None:
+                return
+            try:
+                audit_log.seal(wait=False)
+            except Exception as exc:  # noqa: BLE001 - retried at the next wake-up; verify reports what stays unsealed
+                log.warning("audit sealing failed (%s); it is tried again after the next append", type(exc).__name__)
+            del audit_log
+            time.sleep(self._interval)

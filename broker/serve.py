@@ -29,6 +29,9 @@ class BrokerServer(BaseApplication):  # type: ignore[misc]
         from broker.web.app import create_app
 
         app = create_app(load_settings(self._config_path))
+        # Audit records are sealed into the chain by a thread of this worker, not by the
+        # request whose append finds a seal due (that request would wait for the whole batch).
+        app.extensions["supercloud"].audit.seal_in_background()
         # Parse the signing keys now, as the worker starts, rather than in its first token
         # request (an RSA key costs tens of milliseconds to load). A failure here is left to
         # the first request that needs a key, which reports it as before.

@@ -7,9 +7,11 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
+import yaml
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, jwt
@@ -111,3 +113,32 @@ def test_the_audit_log_of_the_live_broker_verifies(live_broker: LiveBroker) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "audit log intact" in result.stdout
+
+
+def test_the_live_broker_seals_its_audit_records_without_further_requests(live_broker: LiveBroker) -> None:
+    # gunicorn workers seal in a background thread: the records of the last requests are linked into
+    # the chain soon after, with no later request (an append finding a seal due) needed to do it.
+    from sqlalchemy import create_engine, func, select
+
+    from broker.storage.models import AuditRecordRow
+
+    _authlib_sign_in(live_broker, "test-rp")
+    introspection = _metadata(live_broker)["introspection_endpoint"]
+    for n in range(10):  # audited requests in quick succession, over both workers
+        answer = requests.post(introspection, data={"token": f"not-a-token-{n}"},
+                               auth=("test-rp", live_broker.client_secret), timeout=5)
+        assert answer.status_code == 200 and answer.json() == {"active": False}
+    url = yaml.safe_load(live_broker.config_path.read_text())["broker"]["database_url"]
+    engine = create_engine(url)
+    unsealed = select(func.count()).select_from(AuditRecordRow).where(AuditRecordRow.seq.is_(None))
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with engine.connect() as connection:
+                left = connection.execute(unsealed).scalar_one()
+            if left == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    assert left == 0

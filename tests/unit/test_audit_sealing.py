@@ -9,6 +9,7 @@ through the migration. They run on SQLite and on PostgreSQL (SUPERCLOUD_TEST_DAT
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,80 @@ def test_threads_appending_and_sealing_at_once_lose_nothing(services) -> None:  
     assert actors == {f"t{n}-{i}" for n in range(6) for i in range(40)}
     result = log.verify()
     assert result.ok and result.unsealed == 0, result.problems
+
+
+def _wait_until_sealed(services, seconds: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _unsealed(services):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _recording_seal(log: AuditLog, calls: list[int], failing: list[bool] | None = None):  # type: ignore[no-untyped-def]
+    """Replace ``log.seal`` with one that records the calling thread, and fails while ``failing[0]``."""
+    real = log.seal
+
+    def seal(*, wait: bool = True) -> int:
+        calls.append(threading.get_ident())
+        if failing and failing[0]:
+            raise OSError("database unreachable")
+        return real(wait=wait)
+
+    log.seal = seal  # type: ignore[method-assign]
+
+
+def test_a_served_log_seals_in_its_own_thread_and_no_append_waits_for_it(services) -> None:  # type: ignore[no-untyped-def]
+    log = _log(services, interval=0.05)
+    calls: list[int] = []
+    _recording_seal(log, calls)
+    log.seal_in_background()
+    log.seal_in_background()  # idempotent: still one sealer
+    assert [t.name for t in threading.enumerate()].count("audit-sealer") >= 1
+    for batch in range(3):
+        _append(log, 30, prefix=f"b{batch}")
+        assert _wait_until_sealed(services), "the background sealer did not seal the appended records"
+    assert calls and threading.get_ident() not in calls  # never the appending thread
+    assert len(set(calls)) == 1  # one sealer thread
+    actors = [r.actor for r in log.records() if r.event == "token_issued"]
+    assert actors == [f"b{b}-{i}" for b in range(3) for i in range(30)]
+    result = log.verify()
+    assert result.ok and result.unsealed == 0, result.problems
+
+
+def test_a_failed_background_seal_loses_nothing_and_the_next_append_seals(services, caplog) -> None:  # type: ignore[no-untyped-def]
+    log = _log(services, interval=0.01)
+    log.append(AuditEvent("warm_up", "success"))  # inline: seals what earlier tests left
+    calls: list[int] = []
+    failing = [True]
+    _recording_seal(log, calls, failing)
+    log.seal_in_background()
+    _append(log, 5, prefix="kept")  # no append raises although every seal fails
+    deadline = time.monotonic() + 10
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # let the sealer finish whatever wake-up is pending
+    assert len(calls) >= 2, "the background sealer did not run after the appends"
+    assert "audit sealing failed (OSError)" in caplog.text and "unreachable" not in caplog.text
+    assert len(_unsealed(services)) == 5  # durable, waiting for a seal that works
+    failing[0] = False
+    _append(log, 1, prefix="next")
+    assert _wait_until_sealed(services)
+    assert [r.actor for r in log.records()][-6:] == [*(f"kept-{i}" for i in range(5)), "next-0"]
+    assert log.verify().ok
+
+
+def test_the_sealer_thread_ends_when_its_log_is_collected(services) -> None:  # type: ignore[no-untyped-def]
+    before = {t.ident for t in threading.enumerate() if t.name == "audit-sealer"}
+    log = _log(services, interval=0.01)
+    log.seal_in_background()
+    ours = [t for t in threading.enumerate() if t.name == "audit-sealer" and t.ident not in before]
+    assert len(ours) == 1
+    del log
+    gc.collect()
+    ours[0].join(timeout=10)
+    assert not ours[0].is_alive()
 
 
 def _child_append(database_url: str, key_hex: str, prefix: str, count: int, crash: bool) -> None:
