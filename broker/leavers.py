@@ -3,10 +3,11 @@
 ``LeaverCheck`` wraps the access gate. The gate is asked before every authorization code
 (sign-in and SSO reuse), every refresh-token grant and every userinfo answer, so this is
 the one place every later use of a session passes through. For an identity from a
-``RefreshableSource`` (a directory) it re-reads the account from its source, at most once
-per ``recheck_seconds`` (per source, ``LdapSourceConfig.status_recheck_seconds``, default
-60 s) for the same sign-in, and then asks the inner gate with the identity
-as the directory sees it *now* (groups changed since sign-in change teams and roles).
+``RefreshableSource`` (a directory) it re-reads the account from its source, live at every
+use by default, or at most once per ``recheck_seconds`` for the same sign-in where a source
+configures one (``LdapSourceConfig.status_recheck_seconds``: a leaver keeps access that long
+at most, in exchange for fewer directory reads), and then asks the inner gate with the
+identity as the directory sees it *now* (groups changed since sign-in change teams and roles).
 
 Outcomes of the refresh:
 
@@ -48,7 +49,7 @@ from federation.identity import Identity, SubjectRef
 from federation.organisations import OrganisationRegistry
 from federation.sources import RefreshableSource
 
-DEFAULT_CACHE_SECONDS = 60.0
+DEFAULT_CACHE_SECONDS = 0.0  # live at every use unless a source's configuration says otherwise
 DEFAULT_CACHE_ENTRIES = 50_000
 LEAVER_MESSAGE = "Your account can no longer be used to sign in here. If you think this is wrong, contact your organisation's IT service desk."
 UNAVAILABLE_MESSAGE = "Sign-in for {organisation} is unavailable at the moment. Try again in a few minutes."

@@ -150,10 +150,11 @@ class LdapSourceConfig(BaseModel):
         "live until a reload succeeds. At least group_graph_refresh_seconds",
     )
     status_recheck_seconds: float = Field(
-        default=60.0,
+        default=0.0,
         ge=0,
         le=3600,
-        description="SSO reuse and token refresh re-read the account (leavers) at most this often; 0: every time",
+        description="SSO reuse, token refresh and userinfo re-read the account (leavers) at most this often; "
+        "0 (the default): at every use. More trades a leaver's window of access for fewer directory reads",
     )
     min_failure_seconds: float = Field(
         default=0.25,

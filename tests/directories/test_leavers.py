@@ -268,6 +268,21 @@ def test_zero_interval_checks_every_use() -> None:
     assert source.calls == 2
 
 
+def test_by_default_every_use_is_checked_live_even_just_after_sign_in() -> None:
+    from config.ldap_source import LdapSourceConfig
+
+    assert LdapSourceConfig.model_fields["status_recheck_seconds"].default == 0
+    source = FakeSource()
+    org = Organisation(id="camden", name="London Borough of Camden", kind="borough", domains=("camden.test",),
+                       ods_codes=(), sources=(source,))
+    check = LeaverCheck(RecordingGate(), OrganisationRegistry([org]), lambda subject, reason: 1,
+                        subject_for=lambda ref: "broker-subject-1", audit=lambda event: None, now=lambda: NOW)
+    person = identity(NOW - dt.timedelta(seconds=1))  # signed in a second ago
+    for _ in range(3):
+        check.check(person, "discharge-hub", "Hub")
+    assert source.calls == 3
+
+
 @pytest.mark.peer("slapd")
 def test_account_deleted_from_openldap_loses_access_at_the_next_sso_use(
     settings_factory, samba_camden: SambaDC, samba_newham: SambaDC, slapd_hackney: SlapdServer
