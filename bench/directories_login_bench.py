@@ -72,6 +72,7 @@ import multiprocessing.synchronize
 import os
 import re
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -825,6 +826,8 @@ def main() -> int:
     parser.add_argument("--state-stores", default=None,
                         help="comma-separated: sql, redis (default: sql, plus redis when it answers at --redis-url)")
     args = parser.parse_args()
+    # Stopped by a signal, still stop the servers it started (they run in their own sessions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.state_stores is None:
         stores = ["sql", "redis"] if redis_answers(args.redis_url) else ["sql"]
     else:
