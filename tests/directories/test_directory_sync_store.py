@@ -177,8 +177,7 @@ def test_active_directory_full_then_incremental_with_leavers(sync_app, samba_cam
 
 def test_openldap_full_then_incremental_with_leavers(sync_app, slapd_hackney: SlapdServer) -> None:
     app, services, sync = sync_app
-    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = slapd_hackney.admin_connection()
     uids = {name: f"t{uuid.uuid4().hex[:10]}" for name in ("locked", "deleted", "mover", "newcomer")}
     emails = {name: f"{uid}@hackney.test" for name, uid in uids.items()}
     try:

@@ -164,8 +164,7 @@ def test_openldap_incremental_runs_see_membership_changes(group_sync, slapd_hack
     person, anchor = f"{tag}p", f"{tag}a"  # groupOfNames needs a member: the anchor stays in the child group
     child, parent = f"{tag}-child", f"{tag}-parent"
     email = f"{person}@hackney.test"
-    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = slapd_hackney.admin_connection()
     try:
         _add_person(admin, person)
         _add_person(admin, anchor)

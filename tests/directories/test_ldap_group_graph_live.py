@@ -203,8 +203,7 @@ def test_hackney_member_of_equals_recursive_for_every_person(slapd_hackney: Slap
 
 def search_operations(server: SlapdServer) -> int:
     """Return how many searches slapd has completed (back_monitor)."""
-    conn = ldap3.Connection(ldap3.Server(server.address, port=389, get_info=ldap3.NONE), user=HACKNEY.admin_dn,
-                            password=HACKNEY.admin_password, auto_bind=True)
+    conn = server.admin_connection()
     try:
         conn.search("cn=Search,cn=Operations,cn=Monitor", "(objectClass=*)", search_scope=ldap3.BASE,
                     attributes=["monitorOpCompleted"])
@@ -237,8 +236,7 @@ def test_hackney_nesting_changes_after_a_reload_and_direct_removal_at_once(
     tag = uuid.uuid4().hex[:8]
     uid, filler = f"gg-{tag}", f"gg-filler-{tag}"
     inner, outer = HACKNEY.group_dn(f"gg-inner-{tag}"), HACKNEY.group_dn(f"gg-outer-{tag}")
-    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = slapd_hackney.admin_connection()
     made: list[str] = []
     try:
         for who in (uid, filler):

@@ -49,8 +49,7 @@ def test_incremental_openldap_sync_returns_what_changed(hackney: LdapDirectory, 
 
 
 def _touch(server: SlapdServer, uid: str) -> None:
-    admin = ldap3.Connection(ldap3.Server(server.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = server.admin_connection()
     try:
         assert admin.modify(HACKNEY.person_dn(uid), {"title": [(ldap3.MODIFY_REPLACE, [f"Changed {time.time()}"])]})
     finally:

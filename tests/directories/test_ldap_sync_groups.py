@@ -33,8 +33,7 @@ def test_the_holders_callback_is_asked_about_changed_and_vanished_groups(
 ) -> None:
     tag = f"tg{uuid.uuid4().hex[:8]}"
     uid, group = f"{tag}p", f"{tag}-group"
-    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = slapd_hackney.admin_connection()
     asked: list[GroupChanges] = []
     delivered: list[AccountRecord] = []
 

@@ -25,11 +25,6 @@ from tests.peers.slapd import HACKNEY, SlapdServer
 from tests.support.secrets import resolved_secret
 
 
-def _hackney_admin(server: SlapdServer) -> ldap3.Connection:
-    return ldap3.Connection(ldap3.Server(server.address, port=389), user=HACKNEY.admin_dn,
-                            password=HACKNEY.admin_password, auto_bind=True)
-
-
 def _retitle(admin: ldap3.Connection, dn: str) -> None:
     assert admin.modify(dn, {"title": [(ldap3.MODIFY_REPLACE, [f"Changed {uuid.uuid4().hex}"])]}), admin.result
 
@@ -60,7 +55,7 @@ def test_openldap_change_to_an_entry_already_read_is_delivered_next_run(
 ) -> None:
     tag = f"tr{uuid.uuid4().hex[:8]}"
     first, second = f"{tag}a", f"{tag}b"
-    admin = _hackney_admin(slapd_hackney)
+    admin = slapd_hackney.admin_connection()
 
     def change(uid: str) -> None:
         _retitle(admin, HACKNEY.person_dn(uid))
@@ -139,7 +134,7 @@ def test_openldap_group_changed_while_the_group_index_is_read_is_found_next_run(
     tag = f"tq{uuid.uuid4().hex[:8]}"
     uid, early, late = f"{tag}p", f"{tag}-early", f"{tag}-late"
     early_dn, late_dn = HACKNEY.group_dn(early), HACKNEY.group_dn(late)
-    admin = _hackney_admin(slapd_hackney)
+    admin = slapd_hackney.admin_connection()
     read = GroupIndex.read
     changed: list[str] = []
 

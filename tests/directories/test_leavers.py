@@ -289,15 +289,12 @@ def test_account_deleted_from_openldap_loses_access_at_the_next_sso_use(
 ) -> None:
     import uuid
 
-    import ldap3
-
     from tests.peers.slapd import HACKNEY
 
     app, services = build_app(settings_factory, camden_source(samba_camden), newham_source(samba_newham),
                               hackney_source(slapd_hackney, status_recheck_seconds=0))
     uid = f"t{uuid.uuid4().hex[:10]}"
-    admin = ldap3.Connection(ldap3.Server(slapd_hackney.address, port=389), user=HACKNEY.admin_dn,
-                             password=HACKNEY.admin_password, auto_bind=True)
+    admin = slapd_hackney.admin_connection()
     try:
         assert admin.add(HACKNEY.person_dn(uid), ["top", "inetOrgPerson"],
                          {"uid": uid, "cn": "Temp Worker", "sn": "Worker", "mail": f"{uid}@hackney.test", "userPassword": PASSWORD})

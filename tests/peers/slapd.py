@@ -101,6 +101,11 @@ class SlapdServer:
         """``ldap://address:389``."""
         return f"ldap://{self.address}:389"
 
+    def admin_connection(self) -> ldap3.Connection:
+        """Return a new plain-LDAP connection bound as the rootdn (for tests that change entries)."""
+        return ldap3.Connection(ldap3.Server(self.address, port=389, get_info=ldap3.NONE), user=self.spec.admin_dn,
+                                password=self.spec.admin_password, auto_bind=True)
+
     def bind_requests(self) -> int:
         """Return how many BIND requests slapd has received so far (back_monitor's counter).
 
