@@ -77,7 +77,16 @@ def _sorted(refs: Sequence[GroupRef | None]) -> tuple[GroupRef, ...]:
     return tuple(sorted(unique.values(), key=lambda r: (r.name.lower(), r.id)))
 
 
-class NoGroups:
+class _ReadsOnAConnection:
+    """For resolvers that always answer on a service connection (``groups``), never from the
+    user's entry alone."""
+
+    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
+        """Return None: ``groups`` answers, on the connection it is given."""
+        return None
+
+
+class NoGroups(_ReadsOnAConnection):
     """Reports no groups (``group_mode: none``)."""
 
     user_attributes: tuple[str, ...] = ()
@@ -85,10 +94,6 @@ class NoGroups:
     def groups(self, conn: ldap3.Connection, user: Entry) -> tuple[GroupRef, ...]:
         """Return an empty tuple."""
         return ()
-
-    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
-        """Return None: ``groups`` answers (with nothing) on the connection it is given."""
-        return None
 
 
 def primary_group_sid(user: Entry) -> bytes | None:
@@ -106,7 +111,7 @@ def primary_group_sid(user: Entry) -> bytes | None:
     return sid_with_rid(domain, rid)
 
 
-class InChainGroups:
+class InChainGroups(_ReadsOnAConnection):
     """AD nested groups through the in-chain matching rule, plus the primary group, in one search."""
 
     user_attributes = ("primaryGroupID", "objectSid")
@@ -126,12 +131,8 @@ class InChainGroups:
         ldap_filter = in_chain if primary is None else f"(|{in_chain}{any_of_bytes('objectSid', [primary])})"
         return _sorted([_group_ref(e, "objectGUID") for e in search(conn, self._base, ldap_filter, ["cn", "objectGUID"])])
 
-    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
-        """Return None: the groups are always read from the directory."""
-        return None
 
-
-class TokenGroupsGroups:
+class TokenGroupsGroups(_ReadsOnAConnection):
     """AD nested groups from the constructed tokenGroups attribute (security groups only)."""
 
     user_attributes = ("objectSid",)
@@ -151,12 +152,8 @@ class TokenGroupsGroups:
             )
         return _sorted([_group_ref(e, "objectGUID") for e in entries])
 
-    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
-        """Return None: the groups are always read from the directory."""
-        return None
 
-
-class RecursiveGroups:
+class RecursiveGroups(_ReadsOnAConnection):
     """Plain-LDAP nested groups, expanded by the client (``member`` holds DNs, RFC 4519 §2.17)."""
 
     user_attributes: tuple[str, ...] = ()
@@ -191,10 +188,6 @@ class RecursiveGroups:
                     seen[key] = entry
                     frontier.append(entry.dn)
         return _sorted([_group_ref(e, self._id_attribute) for e in seen.values()])
-
-    def without_connection(self, user: Entry) -> tuple[GroupRef, ...] | None:
-        """Return None: the groups are always read from the directory."""
-        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
