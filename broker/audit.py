@@ -13,8 +13,8 @@ first append and then at most every ``seal_interval`` seconds (skipping if anoth
 is sealing), and ``supercloud audit seal``/``verify`` and ``records()`` seal before
 reading. A served broker seals in a background thread of each worker
 (``seal_in_background``), so no request waits for a seal; elsewhere (the CLI, tests) the
-append that finds a seal due does it. The sealer never links a record whose MAC is wrong or whose lane predecessor is
-missing; those stay unsealed and ``verify`` names them.
+append that finds a seal due does it. The sealer never links a record whose MAC is wrong
+or whose lane predecessor is missing; those stay unsealed and ``verify`` names them.
 
 ``verify()`` walks the chain (edited, deleted, inserted, reordered records; a truncated
 chain via the head row, as before), checks every unsealed record's MAC, and checks every
@@ -35,8 +35,8 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
